@@ -1,0 +1,27 @@
+"""msclip: vision-language models for multispectral Sentinel-2 imagery (Llama3-MS-CLIP and friends)."""
+
+from msclip.data import InputOptions
+from msclip.errors import MSClipError
+from msclip.io import read
+from msclip.models import MSClipModel, ModelSpec, list_models, load_model, register_model
+from msclip.text import class_embeddings, templates
+from msclip.zeroshot import Result, classify, embed, retrieve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InputOptions",
+    "MSClipError",
+    "MSClipModel",
+    "ModelSpec",
+    "Result",
+    "class_embeddings",
+    "classify",
+    "embed",
+    "list_models",
+    "load_model",
+    "read",
+    "register_model",
+    "retrieve",
+    "templates",
+]

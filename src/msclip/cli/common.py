@@ -1,0 +1,91 @@
+"""Options shared by subcommands, and how results reach the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from msclip.bands import LAYOUTS
+from msclip.data import InputOptions
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default="Llama3-MS-CLIP-Base", help="registered name or open_clip architecture")
+    group.add_argument("--checkpoint", help="local checkpoint (.pt official layout or .safetensors)")
+    group.add_argument("--revision", help="Hugging Face revision (commit, tag or branch) to pin")
+    group.add_argument("--sha256", help="expected sha256 of the downloaded checkpoint")
+    group.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: best available")
+    group.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    group.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="image encoder backend")
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", help="image files, folders, globs, or .txt/.yaml lists of paths")
+    group = parser.add_argument_group("input")
+    group.add_argument("--layout", choices=list(LAYOUTS), help="channel order of the files (default: by count)")
+    group.add_argument("--bands", nargs="+", help="band names of the files' channels, in order (beats --layout)")
+    group.add_argument(
+        "--boa-offset", default="auto", choices=["auto", "0", "1000"], help="L2A baseline-04.00 offset to remove"
+    )
+    group.add_argument("--batch-size", type=int, default=32)
+    group.add_argument("--workers", type=int, help="DataLoader worker processes (default: by input size)")
+
+
+def load_model_from(args: argparse.Namespace):
+    from msclip.models import load_model
+
+    return load_model(
+        args.model,
+        args.checkpoint,
+        device=args.device,
+        precision=args.precision,
+        backend=args.backend,
+        revision=args.revision,
+        sha256=args.sha256,
+    )
+
+
+def input_options_from(args: argparse.Namespace) -> InputOptions:
+    return InputOptions(args.layout, tuple(args.bands) if args.bands else None, args.boa_offset)
+
+
+def stream_options_from(args: argparse.Namespace) -> dict:
+    return {
+        "options": input_options_from(args),
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "progress": True,
+    }
+
+
+def show_table(table, title: str, max_rows: int = 20) -> None:
+    """A readable table on the terminal (the first rows; files hold everything)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table(title=title)
+    for column in table.columns:
+        view.add_column(str(column))
+    for row in table.head(max_rows).itertuples(index=False):
+        view.add_row(*(_cell(v) for v in row))
+    console = Console(stderr=False)
+    console.print(view)
+    if len(table) > max_rows:
+        console.print(f"... {len(table) - max_rows} more rows")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def report_skipped(skipped: list[tuple[str, str]]) -> int:
+    """List skipped inputs on stderr; exit code 3 when there were any."""
+    if not skipped:
+        return 0
+    print(f"msclip: skipped {len(skipped)} input(s):", file=sys.stderr)
+    for _, reason in skipped:
+        print(f"  {reason}", file=sys.stderr)
+    return 3

@@ -1,0 +1,9 @@
+"""Exceptions that separate user mistakes (one clear line, non-zero exit) from bugs (tracebacks)."""
+
+
+class MSClipError(Exception):
+    """A problem the user can fix: wrong band count, missing file, unknown model, offline download."""
+
+
+class SkippedImage(MSClipError):  # noqa: N818 - it names an outcome, not a failure of the program
+    """An input that cannot be used (unreadable, wrong shape, all nodata); batches report and skip it."""

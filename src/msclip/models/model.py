@@ -1,0 +1,185 @@
+"""``load_model`` and :class:`MSClipModel`: one open_clip model, its input bands and its transform."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from msclip.bands import RGB
+from msclip.errors import MSClipError
+from msclip.models.checkpoint import download, load_into, read_state_dict, to_open_clip_keys
+from msclip.models.registry import ModelSpec, spec_for
+from msclip.models.transforms import MultispectralTransform, RGBTransform
+from msclip.models.widen import widen_patch_embedding
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "bf16", "fp16"]
+Backend = Literal["torch", "onnx"]
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def best_device() -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+@dataclass
+class MSClipModel:
+    """An open_clip CLIP model that takes the bands of ``spec``; encoders return L2-normalised float32."""
+
+    spec: ModelSpec
+    clip: torch.nn.Module
+    tokenizer: object
+    transform: object
+    device: str = "cpu"
+    precision: Precision = "fp32"
+    checkpoint: str | None = None
+    image_backend: object | None = None  # an ONNX Runtime encoder, when chosen
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.spec.bands
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES[self.precision]
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.clip.logit_scale.detach().exp())
+
+    @torch.no_grad()  # not inference_mode: CPU bf16 there copies weights per call and runs ~10x slower
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        if self.image_backend is not None:
+            features = self.image_backend(images)
+        else:
+            features = self.clip.encode_image(images.to(self.device, self.dtype))
+        return F.normalize(features.float(), dim=-1).cpu()
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """Texts -> embeddings, batched by token length so little compute goes to padding."""
+        tokens = self.tokenizer(texts)
+        lengths = (tokens != 0).sum(dim=1)
+        order = torch.argsort(lengths, stable=True)
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            chunk = order[start : start + batch_size]
+            chunks.append((chunk, self._encode_tokens(tokens[chunk].to(self.device))))
+        out = torch.empty(len(texts), chunks[0][1].shape[-1])
+        for chunk, features in chunks:
+            out[chunk] = F.normalize(features.float(), dim=-1).cpu()
+        return out
+
+    def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """open_clip's text tower, cut after the longest prompt of the batch.
+
+        Exact: the causal mask stops a token from seeing later positions, and pooling reads the
+        end-of-text token, so the padding after it never changes the result (tested).
+        """
+        clip = self.clip
+        if not _has_plain_text(clip):
+            return clip.encode_text(tokens)
+        from open_clip.transformer import text_global_pool
+
+        length = int((tokens != 0).sum(dim=1).max())
+        tokens = tokens[:, :length]
+        cast = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(tokens).to(cast) + clip.positional_embedding[:length].to(cast)
+        x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
+        x = clip.ln_final(x)
+        x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
+        return clip.text_projection(x) if isinstance(clip.text_projection, torch.nn.Linear) else x @ clip.text_projection
+
+
+def _has_plain_text(clip: torch.nn.Module) -> bool:
+    """open_clip's CLIP class with a causal text tower pooled at the end-of-text token."""
+    return (
+        hasattr(clip, "token_embedding")
+        and getattr(clip, "text_pool_type", None) == "argmax"
+        and getattr(clip, "attn_mask", None) is not None
+    )
+
+
+def load_model(
+    name: str = "Llama3-MS-CLIP-Base",
+    checkpoint: str | None = None,
+    *,
+    bands: tuple[str, ...] | list[str] | None = None,
+    pretrained: str | None = None,
+    random_init: bool = False,
+    widen_init: Literal["zeros", "mean"] = "zeros",
+    device: str | None = None,
+    precision: Precision = "fp32",
+    backend: Backend = "torch",
+    revision: str | None = None,
+    sha256: str | None = None,
+) -> MSClipModel:
+    """Build a registered model (or any open_clip architecture widened to ``bands``) with its weights.
+
+    Weights come from ``checkpoint`` (official layout, open_clip keys or safetensors), else the model's
+    Hugging Face file, else its open_clip pretrained tag (widened when the bands are not RGB), else
+    random (``random_init``, for tests and benchmarks).
+    """
+    import open_clip
+
+    spec = spec_for(name, tuple(bands) if bands else None, pretrained)
+    device = device or best_device()
+    if precision not in _DTYPES:
+        raise MSClipError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+    if precision == "fp16" and device == "cpu":
+        raise MSClipError("fp16 needs a GPU; on the CPU use --precision bf16")
+    if checkpoint is None and spec.hf_hub_id and not random_init:
+        checkpoint = download(spec, revision=revision, sha256=sha256)
+    tag = None if (checkpoint or random_init) else spec.open_clip_tag
+    try:
+        with _quiet_root_logger():  # open_clip warns on the root logger when we load weights ourselves
+            clip, _, preprocess = open_clip.create_model_and_transforms(spec.arch, pretrained=tag)
+    except RuntimeError as exc:  # open_clip's failed download of pretrained weights
+        raise MSClipError(f"cannot load open_clip weights {spec.arch}/{tag} ({exc}); offline? pass --checkpoint") from exc
+    if spec.bands != RGB:
+        _widen(clip, spec.bands, widen_init)
+    if checkpoint:
+        load_into(clip, to_open_clip_keys(read_state_dict(checkpoint)), str(checkpoint))
+    clip = clip.to(device=device, dtype=_DTYPES[precision]).eval()
+    transform = RGBTransform(preprocess) if spec.is_rgb else MultispectralTransform(spec.mean, spec.std, spec.image_size)
+    model = MSClipModel(spec, clip, open_clip.get_tokenizer(spec.arch), transform, device, precision, checkpoint)
+    if backend == "onnx":
+        from msclip.models.onnx_backend import attach_onnx
+
+        attach_onnx(model)
+    elif backend != "torch":
+        raise MSClipError(f"unknown backend {backend!r}; use torch or onnx")
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _widen(clip: torch.nn.Module, bands: tuple[str, ...], init: Literal["zeros", "mean"]) -> None:
+    conv = clip.visual.conv1
+    widened = torch.nn.Conv2d(
+        len(bands), conv.out_channels, conv.kernel_size, conv.stride, bias=conv.bias is not None
+    )
+    with torch.no_grad():
+        widened.weight.copy_(widen_patch_embedding(conv.weight, bands, init))
+        if conv.bias is not None:
+            widened.bias.copy_(conv.bias)
+    clip.visual.conv1 = widened

@@ -1,0 +1,103 @@
+"""Prompt templates, class names and class embeddings (cached on disk per model, template set and class)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from msclip.errors import MSClipError
+from msclip.io import atomic_write, read_list
+
+TEMPLATE_SETS = ("msclip", "clip", "rs5m")
+
+
+@cache
+def _builtin_templates() -> dict[str, list[str]]:
+    text = resources.files("msclip").joinpath("resources/templates.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def templates(name_or_path: str = "msclip") -> list[str]:
+    """A built-in template set (msclip, clip, rs5m) or the templates of a .txt/.yaml file; '{c}' or '{}'
+    marks where the class name goes."""
+    if name_or_path in _builtin_templates():
+        return list(_builtin_templates()[name_or_path])
+    if not Path(name_or_path).is_file():
+        raise MSClipError(f"unknown template set {name_or_path!r}: use {', '.join(TEMPLATE_SETS)} or a file path")
+    found = [t.replace("{}", "{c}") for t in read_list(name_or_path, key="templates")]
+    bad = [t for t in found if "{c}" not in t]
+    if bad:
+        raise MSClipError(f"{name_or_path}: template {bad[0]!r} has no {{c}} for the class name")
+    return found
+
+
+def class_names(values: list[str]) -> list[str]:
+    """Class names from the command line, or from one .txt/.yaml file (key 'classes')."""
+    if len(values) == 1 and Path(values[0]).suffix.lower() in {".txt", ".yaml", ".yml"}:
+        values = read_list(values[0], key="classes")
+    names = [v.strip() for v in values if v.strip()]
+    if not names:
+        raise MSClipError("no class names given")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise MSClipError(f"class name(s) given twice: {', '.join(duplicates)}")
+    return names
+
+
+def cache_dir() -> Path:
+    """$MSCLIP_CACHE, else the user cache directory (honours XDG_CACHE_HOME)."""
+    if os.environ.get("MSCLIP_CACHE"):
+        return Path(os.environ["MSCLIP_CACHE"])
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("msclip"))
+
+
+def text_fingerprint(model) -> str:
+    """Hash of the text tower's weights (and the model's dtype): cached embeddings follow the weights."""
+    cached = getattr(model, "_text_fingerprint", None)
+    if cached:
+        return cached
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{model.spec.arch}|{model.precision}".encode())
+    for name, tensor in sorted(model.clip.state_dict().items()):
+        if not name.startswith("visual."):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    model._text_fingerprint = digest.hexdigest()
+    return model._text_fingerprint
+
+
+def class_embeddings(model, names: list[str], template_list: list[str], use_cache: bool = True) -> torch.Tensor:
+    """(classes, D) zero-shot classifier: each class in every template, embeddings normalised, averaged,
+    normalised again (as CLIP and the reference do). Missing classes are encoded in one batched pass."""
+    folder = cache_dir() / "text" / text_fingerprint(model) / _digest("\n".join(template_list))
+    files = [folder / f"{_digest(name)}.npy" for name in names]
+    found = {i: torch.from_numpy(np.load(f)) for i, f in enumerate(files) if use_cache and f.is_file()}
+    todo = [i for i in range(len(names)) if i not in found]
+    if todo:
+        prompts = [t.format(c=names[i]) for i in todo for t in template_list]
+        features = model.encode_text(prompts).view(len(todo), len(template_list), -1)
+        averaged = F.normalize(F.normalize(features, dim=-1).mean(dim=1), dim=-1)
+        for i, embedding in zip(todo, averaged, strict=True):
+            found[i] = embedding
+            if use_cache:
+                atomic_write(files[i], lambda tmp, e=embedding: _save_npy(tmp, e))
+    return torch.stack([found[i] for i in range(len(names))])
+
+
+def _save_npy(path: str, tensor: torch.Tensor) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, tensor.numpy())
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
