@@ -1,0 +1,154 @@
+"""FAISS index: exact = brute force, IVF recall on clustered vectors, filters, appends, real chip tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from msclip.errors import MSClipError
+from msclip.index import add_to_index, build_index, open_index, store
+
+UTM = "EPSG:32632"  # boxes near 9 E, 0-9 N
+
+
+def clustered_unit_vectors(n: int, dim: int, clusters: int = 50, seed: int = 0) -> np.ndarray:
+    """A Gaussian mixture on the sphere, like real image embeddings (groups of similar scenes)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    vectors = centres[rng.integers(clusters, size=n)] + rng.normal(scale=0.6, size=(n, dim))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def write_embeddings(path, vectors: np.ndarray, first: int = 0) -> pd.DataFrame:
+    """A chip-style embedding table: 1 km boxes on a UTM grid, one date per day from 2023-01-01."""
+    n = len(vectors)
+    i = np.arange(first, first + n)
+    x, y = 500_000 + (i % 100) * 1000.0, (i // 100) * 1000.0
+    table = pd.DataFrame(
+        {
+            "image": [f"chip_{k}.tif" for k in i],
+            "embedding": list(vectors),
+            "crs": UTM,
+            "bounds": [[a, b, a + 1000, b + 1000] for a, b in zip(x, y, strict=True)],
+            "datetime": pd.Timestamp("2023-01-01", tz="UTC") + pd.to_timedelta(i % 365, unit="D"),
+        }
+    )
+    table.to_parquet(path, index=False)
+    return table
+
+
+def brute_force(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]
+
+
+@pytest.fixture
+def collection(tmp_path):
+    vectors = clustered_unit_vectors(3000, 32)
+    write_embeddings(tmp_path / "a.parquet", vectors[:2000])
+    write_embeddings(tmp_path / "b.parquet", vectors[2000:], first=2000)
+    return tmp_path, vectors
+
+
+def test_exact_index_matches_brute_force(collection):
+    folder, vectors = collection
+    build_index([str(folder / "a.parquet"), str(folder / "b.parquet")], str(folder / "idx"))
+    index = open_index(str(folder / "idx"))
+    assert index.kind == "flat" and len(index) == 3000 and index.model_name is None
+    queries = clustered_unit_vectors(20, 32, seed=1)
+    hits = index.search(queries, top_k=10)
+    assert list(hits.columns) == store.RESULT_COLUMNS
+    expected = brute_force(vectors, queries, 10)
+    np.testing.assert_array_equal(hits["id"].to_numpy().reshape(20, 10), expected)
+    np.testing.assert_allclose(
+        hits["score"].to_numpy().reshape(20, 10),
+        np.take_along_axis(queries @ vectors.T, expected, 1),
+        atol=1e-5,
+    )
+    assert hits["image"].iloc[0] == f"chip_{expected[0, 0]}.tif"
+    lon, lat = hits.geometry.iloc[0].centroid.coords[0]
+    assert 8 < lon < 10 and 0 <= lat < 1  # the UTM box came back in EPSG:4326
+
+
+def test_ivf_keeps_recall_on_clustered_vectors(tmp_path):
+    vectors = clustered_unit_vectors(100_000, 32, clusters=200)
+    write_embeddings(tmp_path / "e.parquet", vectors)
+    build_index([str(tmp_path / "e.parquet")], str(tmp_path / "idx"))  # auto -> IVF above EXACT_LIMIT
+    index = open_index(str(tmp_path / "idx"))
+    assert index.kind == "ivf"
+    queries = clustered_unit_vectors(100, 32, clusters=200, seed=7)
+    found = index.search(queries, top_k=10)["id"].to_numpy().reshape(100, 10)
+    exact = brute_force(vectors, queries, 10)
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact, strict=True)])
+    assert recall >= 0.95
+
+
+@pytest.mark.parametrize("subset_limit", [store.SUBSET_LIMIT, 0])  # exact subset, and FAISS's ID selector
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_filters_return_exactly_the_best_matching_rows(collection, monkeypatch, kind, subset_limit):
+    folder, vectors = collection
+    monkeypatch.setattr(store, "SUBSET_LIMIT", subset_limit)
+    build_index([str(folder)], str(folder / "idx"), kind=kind)
+    index = open_index(str(folder / "idx"))
+    bbox, start, end = (9.0, 0.0, 9.5, 0.1), "2023-02-01", "2023-06-30"
+    rows = index.metadata
+    allowed = rows.geometry.intersects(shapely.box(*bbox)).to_numpy() & np.array(
+        [
+            t is not None and pd.Timestamp("2023-02-01", tz="UTC") <= t < pd.Timestamp("2023-07-01", tz="UTC")
+            for t in rows["datetime"]
+        ]
+    )
+    assert 0 < allowed.sum() < len(rows)
+    queries = clustered_unit_vectors(5, 32, seed=3)
+    hits = index.search(queries, top_k=5, bbox=bbox, start=start, end=end, nprobe=index.manifest.get("nlist"))
+    ids = np.flatnonzero(allowed)
+    expected = ids[brute_force(vectors[ids], queries, 5)]
+    if kind == "hnsw" and subset_limit == 0:  # approximate graph search: most, not all, of the true top 5
+        assert np.mean(np.isin(hits["id"].to_numpy(), expected)) >= 0.8
+    else:
+        np.testing.assert_array_equal(hits["id"].to_numpy().reshape(5, 5), expected)
+    assert allowed[hits["id"].to_numpy()].all()
+
+
+def test_add_to_index_equals_building_at_once(collection):
+    folder, vectors = collection
+    a, b = str(folder / "a.parquet"), str(folder / "b.parquet")
+    build_index([a], str(folder / "grown"))
+    add_to_index(str(folder / "grown"), [b, a])  # a is already in: not added twice
+    grown = open_index(str(folder / "grown"))
+    assert len(grown) == 3000 and grown.metadata["id"].tolist() == list(range(3000))
+    queries = clustered_unit_vectors(4, 32, seed=5)
+    np.testing.assert_array_equal(grown.search(queries, 7)["id"], brute_force(vectors, queries, 7).ravel())
+
+
+def test_mistakes_are_user_errors(collection, tmp_path):
+    folder, _ = collection
+    with pytest.raises(MSClipError, match="not an msclip index"):
+        open_index(str(tmp_path / "nowhere"))
+    build_index([str(folder / "a.parquet")], str(folder / "idx"))
+    with pytest.raises(MSClipError, match=r"queries must be \(Q, 32\)"):
+        open_index(str(folder / "idx")).search(np.ones((1, 8), np.float32))
+    pd.DataFrame({"image": ["x"], "embedding": [np.ones(8, np.float32)]}).to_parquet(folder / "small.parquet")
+    with pytest.raises(MSClipError, match="dimensions"):
+        add_to_index(str(folder / "idx"), [str(folder / "small.parquet")])
+
+
+def test_index_of_real_chip_embeddings(tiny_model, chip_paths, tmp_path):
+    from msclip import embed
+    from msclip.io import write_table
+
+    table = embed(tiny_model, [str(p) for p in chip_paths]).table
+    write_table(table, tmp_path / "chips.parquet")
+    build_index([str(tmp_path / "chips.parquet")], str(tmp_path / "idx"))
+    index = open_index(str(tmp_path / "idx"))
+    assert index.metadata["image"].tolist() == table["image"].tolist()
+    assert index.metadata["datetime"].isna().all()
+    query = np.stack(table["embedding"].iloc[2:3].to_list()).astype(np.float32)
+    hits = index.search(query, top_k=3)
+    assert hits["image"].iloc[0] == table["image"].iloc[2] and hits["score"].iloc[0] == pytest.approx(
+        1, abs=1e-5
+    )
+    assert hits.geometry.iloc[0].equals(index.metadata.geometry.iloc[2])
+    minx, miny, maxx, maxy = hits.geometry.iloc[0].bounds
+    assert -180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90
