@@ -1,0 +1,98 @@
+"""Chips as the captioner sees them: a footprint on the ground (WGS84) and a true-colour view for the VLM."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from PIL import Image
+
+from msclip.bands import RGB, select_bands
+from msclip.data import valid_mask
+from msclip.errors import MSClipError, SkippedImage
+from msclip.io import Raster, read
+
+#: SSL4EO-S12 v1.1 samples: 264 x 264 pixels at 10 m around the metadata's centre.
+SSL4EO_SIZE_PX = 264
+SSL4EO_RESOLUTION_M = 10.0
+#: LLaVA-NeXT's base crop is 336 px; twice that lets its any-resolution tiling see the full chip.
+VIEW_SIZE = 672
+
+
+@dataclass
+class Chip:
+    """One image to caption: ``key`` holds its output identity columns (``image``, or ``file``/``sample_id``/``time_id``)."""
+
+    key: dict[str, str]
+    footprint: shapely.Polygon
+    view: Image.Image
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return "|".join(str(v) for v in self.key.values())
+
+
+def footprint(raster: Raster) -> shapely.Polygon:
+    """The raster's bounds as a WGS84 polygon (edges densified so UTM -> lon/lat stays exact enough)."""
+    if raster.crs is None or raster.bounds is None:
+        raise SkippedImage(f"{raster.path}: not georeferenced (no CRS), so it has no footprint")
+    return to_wgs84(shapely.box(*raster.bounds), raster.crs)
+
+
+def ssl4eo_footprint(lat: float, lon: float, crs: str, size_px: int = SSL4EO_SIZE_PX) -> shapely.Polygon:
+    """Footprint of an SSL4EO-S12 sample from its metadata: a square of ``size_px`` x 10 m centred in ``crs``."""
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+    half = size_px * SSL4EO_RESOLUTION_M / 2
+    return to_wgs84(shapely.box(x - half, y - half, x + half, y + half), crs)
+
+
+def to_wgs84(geometry: shapely.Geometry, crs: str) -> shapely.Geometry:
+    from pyproj import Transformer
+
+    transformer = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    dense = shapely.segmentize(geometry, max_segment_length=_span(geometry) / 16)
+    return shapely.transform(dense, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+
+
+def _span(geometry: shapely.Geometry) -> float:
+    minx, miny, maxx, maxy = geometry.bounds
+    return max(maxx - minx, maxy - miny, 1e-9)
+
+
+def rgb_view(
+    raster: Raster, size: int = VIEW_SIZE, percentiles: tuple[float, float] = (2.0, 98.0)
+) -> Image.Image:
+    """True colour (B04 B03 B02) with a per-band percentile stretch over valid pixels, upsampled to ``size``.
+
+    A robust stretch, not a fixed 0-3000 scale, because the VLM needs contrast in dark water and bright
+    snow alike; nodata pixels stay black.
+    """
+    array = raster.array if raster.is_rgb8 else select_bands(raster.array, raster.bands, RGB)
+    valid = valid_mask(array, raster.nodata)
+    if not valid.any():
+        raise SkippedImage(f"{raster.path}: no valid pixels (all nodata or NaN)")
+    out = np.zeros(array.shape, dtype=np.uint8)
+    for band, channel in zip(array.astype(np.float32), out, strict=True):
+        low, high = np.percentile(band[valid], percentiles)
+        scaled = (band - low) / max(high - low, 1e-6) * 255.0
+        channel[...] = np.where(valid, np.clip(scaled, 0, 255), 0).round().astype(np.uint8)
+    image = Image.fromarray(out.transpose(1, 2, 0), mode="RGB")
+    return image.resize((size, size), Image.Resampling.BICUBIC) if size else image
+
+
+def geotiff_chips(
+    paths: list[str], layout: str | None = None, bands: list[str] | None = None, view_size: int = VIEW_SIZE
+) -> Iterator[Chip | SkippedImage]:
+    """Chips from GeoTIFF files (read with msclip.io); an unusable file is yielded as its SkippedImage."""
+    for path in paths:
+        try:
+            raster = read(path, layout, bands)
+            yield Chip({"image": os.fspath(path)}, footprint(raster), rgb_view(raster, view_size))
+        except MSClipError as exc:  # a file without RGB bands or georeference is skipped, not fatal
+            yield exc if isinstance(exc, SkippedImage) else SkippedImage(f"{path}: {exc}")

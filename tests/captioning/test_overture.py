@@ -1,0 +1,50 @@
+"""Tag extraction from an Overture-schema extract around the real chips, against hand-made expectations."""
+
+from __future__ import annotations
+
+import pytest
+import shapely
+
+from msclip.captioning.chips import footprint, ssl4eo_footprint
+from msclip.captioning.overture import OvertureIndex
+from msclip.errors import MSClipError
+from msclip.io import read
+
+
+def test_tags_match_hand_made_expectations(overture_extract, chip_paths):
+    root, expected = overture_extract
+    index = OvertureIndex.from_parquet([root])
+    found = index.tags([footprint(read(p)) for p in chip_paths])
+    for path, tags in zip(chip_paths, found, strict=True):
+        want = expected.get(path.name, {"classes": [], "tags": [], "names": []})
+        assert (tags.classes, tags.tags, tags.names) == (want["classes"], want["tags"], want["names"]), (
+            path.name
+        )
+
+
+def test_types_and_bbox_restrict_what_is_read(overture_extract, chip_paths):
+    root, _ = overture_extract
+    box = footprint(read(chip_paths[0])).bounds
+    water = OvertureIndex.from_parquet([root], types=["water"], bbox=box)
+    assert set(water.features["type"]) == {"water"}
+    assert list(water.features["name"]) == ["Renhe Reservoir"]  # the lake lies outside the bbox
+    assert "forest" in OvertureIndex.from_parquet([root]).vocabulary
+
+
+def test_a_single_file_takes_its_type_from_its_name(tmp_path, overture_extract):
+    root, _ = overture_extract
+    single = tmp_path / "land_use.parquet"
+    single.write_bytes(next(root.glob("theme=base/type=land_use/*.parquet")).read_bytes())
+    assert set(OvertureIndex.from_parquet([single]).features["type"]) == {"land_use"}
+
+
+def test_missing_extract_is_a_user_error(tmp_path):
+    with pytest.raises(MSClipError, match="not found"):
+        OvertureIndex.from_parquet([tmp_path / "nope"])
+
+
+def test_ssl4eo_footprint_is_264_pixels_at_10_m():
+    square = ssl4eo_footprint(45.0, 9.0, "EPSG:32632")
+    assert shapely.contains(square, shapely.Point(9.0, 45.0))
+    height_deg = square.bounds[3] - square.bounds[1]
+    assert height_deg * 111_132 == pytest.approx(2640, rel=0.01)
