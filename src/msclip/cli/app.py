@@ -1,0 +1,46 @@
+"""app: the web app (classify uploads, search an index) on a local port."""
+
+from __future__ import annotations
+
+import argparse
+
+from msclip.cli.common import add_model_options, load_model_from
+from msclip.errors import MSClipError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("app", help="start the web app: classify and search imagery in the browser")
+    p.add_argument("--index", help="index folder (msclip index build) to search; without it only Classify")
+    p.add_argument(
+        "--examples", nargs="+", help="chips (files, folders, globs) offered as examples in the page"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=64.0, help="largest file accepted per upload")
+    p.add_argument("--max-files", type=int, default=32, help="most images per request")
+    add_model_options(p)
+    p.set_defaults(run=run_app)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from msclip.app import Limits, create_app
+    except ImportError as exc:
+        raise MSClipError(
+            f"the web app needs its extra ({exc.name} is missing): pip install 'msclip[app]'"
+        ) from None
+    from msclip.io import iter_paths
+
+    examples = iter_paths(args.examples) if args.examples else []
+    index = None
+    if args.index:
+        from msclip.index import open_index
+
+        index = open_index(args.index)
+    model = load_model_from(args)
+    app = create_app(model, index, examples, Limits(max_file_mb=args.max_upload_mb, max_files=args.max_files))
+    print(f"msclip app: http://{args.host}:{args.port}  (model {model.spec.name}; Ctrl+C stops it)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
