@@ -7,7 +7,15 @@ from msclip.errors import MSClipError
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("B2", "B02"), ("b02", "B02"), ("B8a", "B8A"), ("8A", None), ("B02 (blue)", "B02"), ("B13", None), ("x", None)],
+    [
+        ("B2", "B02"),
+        ("b02", "B02"),
+        ("B8a", "B8A"),
+        ("8A", None),
+        ("B02 (blue)", "B02"),
+        ("B13", None),
+        ("x", None),
+    ],
 )
 def test_band_names_are_normalised(given, expected):
     assert normalize_band_name(given) == expected

@@ -3,7 +3,7 @@
 from msclip.data import InputOptions
 from msclip.errors import MSClipError
 from msclip.io import read
-from msclip.models import MSClipModel, ModelSpec, list_models, load_model, register_model
+from msclip.models import ModelSpec, MSClipModel, list_models, load_model, register_model
 from msclip.text import class_embeddings, templates
 from msclip.zeroshot import Result, classify, embed, retrieve
 

@@ -74,7 +74,9 @@ def normalize_band_name(name: str) -> str | None:
     return canonical if canonical in BANDS else None
 
 
-def resolve_layout(layout: str | None, bands: list[str] | tuple[str, ...] | None, count: int) -> tuple[str, ...]:
+def resolve_layout(
+    layout: str | None, bands: list[str] | tuple[str, ...] | None, count: int
+) -> tuple[str, ...]:
     """Band names of a file's channels: an explicit ``bands`` list beats a named layout beats the count."""
     if bands:
         names = tuple(_require_band(b) for b in bands)

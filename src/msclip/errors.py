@@ -5,5 +5,5 @@ class MSClipError(Exception):
     """A problem the user can fix: wrong band count, missing file, unknown model, offline download."""
 
 
-class SkippedImage(MSClipError):  # noqa: N818 - it names an outcome, not a failure of the program
+class SkippedImage(MSClipError):
     """An input that cannot be used (unreadable, wrong shape, all nodata); batches report and skip it."""

@@ -184,8 +184,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         raise
 
 
+TABLE_SUFFIXES = (".csv", ".parquet", ".json")
+
+
+def check_table_path(path: str | os.PathLike | None) -> None:
+    """Fail early (before hours of work) when an output's extension names no table format we write."""
+    if path is not None and Path(path).suffix.lower() not in TABLE_SUFFIXES:
+        raise MSClipError(
+            f"unsupported output type {Path(path).suffix!r} for {path}; use .csv, .parquet or .json"
+        )
+
+
 def write_table(table, path: str | os.PathLike) -> None:
     """Write a pandas DataFrame as .csv, .parquet or .json (records), chosen by extension, atomically."""
+    check_table_path(path)
     suffix = Path(path).suffix.lower()
     writers = {
         ".csv": lambda tmp: table.to_csv(tmp, index=False),
@@ -194,8 +206,6 @@ def write_table(table, path: str | os.PathLike) -> None:
             json.dumps(table.to_dict(orient="records"), indent=1, default=_json_default), encoding="utf-8"
         ),
     }
-    if suffix not in writers:
-        raise MSClipError(f"unsupported output type {suffix!r} for {path}; use .csv, .parquet or .json")
     atomic_write(path, writers[suffix])
 
 

@@ -31,7 +31,9 @@ def templates(name_or_path: str = "msclip") -> list[str]:
     if name_or_path in _builtin_templates():
         return list(_builtin_templates()[name_or_path])
     if not Path(name_or_path).is_file():
-        raise MSClipError(f"unknown template set {name_or_path!r}: use {', '.join(TEMPLATE_SETS)} or a file path")
+        raise MSClipError(
+            f"unknown template set {name_or_path!r}: use {', '.join(TEMPLATE_SETS)} or a file path"
+        )
     found = [t.replace("{}", "{c}") for t in read_list(name_or_path, key="templates")]
     bad = [t for t in found if "{c}" not in t]
     if bad:
@@ -76,7 +78,9 @@ def text_fingerprint(model) -> str:
     return model._text_fingerprint
 
 
-def class_embeddings(model, names: list[str], template_list: list[str], use_cache: bool = True) -> torch.Tensor:
+def class_embeddings(
+    model, names: list[str], template_list: list[str], use_cache: bool = True
+) -> torch.Tensor:
     """(classes, D) zero-shot classifier: each class in every template, embeddings normalised, averaged,
     normalised again (as CLIP and the reference do). Missing classes are encoded in one batched pass."""
     folder = cache_dir() / "text" / text_fingerprint(model) / _digest("\n".join(template_list))

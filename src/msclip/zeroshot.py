@@ -139,7 +139,9 @@ def retrieve(
         offset = len(best_paths)
         best_paths.extend(batch.paths)
         scores = torch.cat([best_scores, text @ batch.embeddings.T], dim=1)
-        index = torch.cat([best_index, torch.arange(offset, offset + len(batch.paths)).expand(len(queries), -1)], 1)
+        index = torch.cat(
+            [best_index, torch.arange(offset, offset + len(batch.paths)).expand(len(queries), -1)], 1
+        )
         k = min(top_k, scores.shape[1])
         best_scores, order = scores.topk(k, dim=1)  # ties keep the earlier image first
         best_index = index.gather(1, order)

@@ -11,7 +11,9 @@ from msclip.data import InputOptions
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default="Llama3-MS-CLIP-Base", help="registered name or open_clip architecture")
+    group.add_argument(
+        "--model", default="Llama3-MS-CLIP-Base", help="registered name or open_clip architecture"
+    )
     group.add_argument("--checkpoint", help="local checkpoint (.pt official layout or .safetensors)")
     group.add_argument("--revision", help="Hugging Face revision (commit, tag or branch) to pin")
     group.add_argument("--sha256", help="expected sha256 of the downloaded checkpoint")
@@ -23,10 +25,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders, globs, or .txt/.yaml lists of paths")
     group = parser.add_argument_group("input")
-    group.add_argument("--layout", choices=list(LAYOUTS), help="channel order of the files (default: by count)")
-    group.add_argument("--bands", nargs="+", help="band names of the files' channels, in order (beats --layout)")
     group.add_argument(
-        "--boa-offset", default="auto", choices=["auto", "0", "1000"], help="L2A baseline-04.00 offset to remove"
+        "--layout", choices=list(LAYOUTS), help="channel order of the files (default: by count)"
+    )
+    group.add_argument(
+        "--bands", nargs="+", help="band names of the files' channels, in order (beats --layout)"
+    )
+    group.add_argument(
+        "--boa-offset",
+        default="auto",
+        choices=["auto", "0", "1000"],
+        help="L2A baseline-04.00 offset to remove",
     )
     group.add_argument("--batch-size", type=int, default=32)
     group.add_argument("--workers", type=int, help="DataLoader worker processes (default: by input size)")
@@ -69,7 +78,9 @@ def show_table(table, title: str, max_rows: int = 20) -> None:
         view.add_column(str(column))
     for row in table.head(max_rows).itertuples(index=False):
         view.add_row(*(_cell(v) for v in row))
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:  # files and pipes get whole lines, not an 80-column squeeze
+        console = Console(width=200)
     console.print(view)
     if len(table) > max_rows:
         console.print(f"... {len(table) - max_rows} more rows")

@@ -48,12 +48,23 @@ def register(subparsers) -> None:
     p.set_defaults(run=run_convert)
 
 
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Cheap checks first, so a typo fails in a second rather than after loading a model."""
+    from msclip.io import check_table_path, iter_paths
+
+    iter_paths(args.inputs)
+    check_table_path(args.output)
+
+
 def run_classify(args: argparse.Namespace) -> int:
+    from msclip.text import class_names, templates
     from msclip.zeroshot import classify
 
+    _check_inputs(args)
+    names, prompts = class_names(args.classes), templates(args.templates)
     model = load_model_from(args)
     result = classify(
-        model, args.inputs, args.classes, args.templates, use_cache=not args.no_cache, **stream_options_from(args)
+        model, args.inputs, names, prompts, use_cache=not args.no_cache, **stream_options_from(args)
     )
     return _finish(result, args.output, "zero-shot classification", short_paths=True)
 
@@ -62,14 +73,17 @@ def run_retrieve(args: argparse.Namespace) -> int:
     from msclip.text import class_names
     from msclip.zeroshot import retrieve
 
+    _check_inputs(args)
+    queries = class_names(args.query)
     model = load_model_from(args)
-    result = retrieve(model, args.inputs, class_names(args.query), args.top_k, **stream_options_from(args))
+    result = retrieve(model, args.inputs, queries, args.top_k, **stream_options_from(args))
     return _finish(result, args.output, "retrieval", short_paths=True)
 
 
 def run_embed(args: argparse.Namespace) -> int:
     from msclip.zeroshot import embed
 
+    _check_inputs(args)
     model = load_model_from(args)
     result = embed(model, args.inputs, **stream_options_from(args))
     return _finish(result, args.output, "embeddings", columns=["image", "crs", "filled_fraction"])

@@ -56,7 +56,9 @@ def to_open_clip_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     for prefix, copy in copies.items():
         if copy.keys() != base.keys():
             missing = sorted(base.keys() ^ copy.keys())
-            raise MSClipError(f"checkpoint copy {prefix}* differs in keys from the base model, e.g. {missing[0]!r}")
+            raise MSClipError(
+                f"checkpoint copy {prefix}* differs in keys from the base model, e.g. {missing[0]!r}"
+            )
         for key, tensor in copy.items():
             if tensor.data_ptr() != base[key].data_ptr() and not torch.equal(tensor, base[key]):
                 raise MSClipError(f"checkpoint copy {prefix}{key} differs from clip_base_model.model.{key}")

@@ -98,7 +98,11 @@ class MSClipModel:
         x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
         x = clip.ln_final(x)
         x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
-        return clip.text_projection(x) if isinstance(clip.text_projection, torch.nn.Linear) else x @ clip.text_projection
+        return (
+            clip.text_projection(x)
+            if isinstance(clip.text_projection, torch.nn.Linear)
+            else x @ clip.text_projection
+        )
 
 
 def _has_plain_text(clip: torch.nn.Module) -> bool:
@@ -145,14 +149,22 @@ def load_model(
         with _quiet_root_logger():  # open_clip warns on the root logger when we load weights ourselves
             clip, _, preprocess = open_clip.create_model_and_transforms(spec.arch, pretrained=tag)
     except RuntimeError as exc:  # open_clip's failed download of pretrained weights
-        raise MSClipError(f"cannot load open_clip weights {spec.arch}/{tag} ({exc}); offline? pass --checkpoint") from exc
+        raise MSClipError(
+            f"cannot load open_clip weights {spec.arch}/{tag} ({exc}); offline? pass --checkpoint"
+        ) from exc
     if spec.bands != RGB:
         _widen(clip, spec.bands, widen_init)
     if checkpoint:
         load_into(clip, to_open_clip_keys(read_state_dict(checkpoint)), str(checkpoint))
     clip = clip.to(device=device, dtype=_DTYPES[precision]).eval()
-    transform = RGBTransform(preprocess) if spec.is_rgb else MultispectralTransform(spec.mean, spec.std, spec.image_size)
-    model = MSClipModel(spec, clip, open_clip.get_tokenizer(spec.arch), transform, device, precision, checkpoint)
+    transform = (
+        RGBTransform(preprocess)
+        if spec.is_rgb
+        else MultispectralTransform(spec.mean, spec.std, spec.image_size)
+    )
+    model = MSClipModel(
+        spec, clip, open_clip.get_tokenizer(spec.arch), transform, device, precision, checkpoint
+    )
     if backend == "onnx":
         from msclip.models.onnx_backend import attach_onnx
 

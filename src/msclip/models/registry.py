@@ -150,7 +150,9 @@ def spec_for(name: str, bands: tuple[str, ...] | None = None, pretrained: str | 
 
     if name not in open_clip.list_models():
         known = ", ".join(s.name for s in list_models())
-        raise MSClipError(f"unknown model {name!r}: registered models are {known}, or any open_clip architecture")
+        raise MSClipError(
+            f"unknown model {name!r}: registered models are {known}, or any open_clip architecture"
+        )
     bands = tuple(bands) if bands else RGB
     return ModelSpec(
         name=name if bands == RGB else f"{name}[{'+'.join(bands)}]",

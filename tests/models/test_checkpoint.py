@@ -1,0 +1,126 @@
+"""Official checkpoint layout: strict loading of a full-size random ViT-B-16, conversion, sources."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from msclip import load_model
+from msclip.cli import main
+from msclip.errors import MSClipError
+from msclip.models.checkpoint import convert_to_safetensors, read_state_dict, to_official_layout
+from msclip.models.registry import spec_for
+from tests.conftest import CHECKPOINT_LAYOUT
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint(tmp_path_factory):
+    """A random state dict with every key, shape and dtype of Llama3_MS_CLIP_weights.pt, the three model
+    copies sharing tensors as in the real file."""
+    layout = json.loads(CHECKPOINT_LAYOUT.read_text())["keys"]
+    generator = torch.Generator().manual_seed(0)
+    base = {}
+    for key, info in layout.items():
+        if key.startswith("clip_base_model.model."):
+            name = key.removeprefix("clip_base_model.model.")
+            base[name] = (
+                torch.randn(info["shape"], generator=generator, dtype=getattr(torch, info["dtype"])) * 0.02
+            )
+    base["logit_scale"] = torch.tensor(np.log(100.0), dtype=torch.float32)
+    state = to_official_layout(base)
+    assert set(state) == set(layout), "test checkpoint must match the published layout exactly"
+    path = tmp_path_factory.mktemp("ckpt") / "Llama3_MS_CLIP_weights.pt"
+    torch.save(state, path)
+    return path, base
+
+
+@pytest.mark.slow
+def test_official_layout_loads_strictly_and_gives_its_weights(official_checkpoint):
+    path, base = official_checkpoint
+    model = load_model("Llama3-MS-CLIP-Base", checkpoint=str(path), device="cpu")
+    loaded = model.clip.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in base.items())
+    assert model.clip.visual.conv1.weight.shape == (768, 10, 16, 16)
+    assert model.logit_scale == pytest.approx(100.0)
+    images = torch.randn(2, 10, 224, 224)
+    with torch.no_grad():
+        reference = torch.nn.functional.normalize(model.clip.encode_image(images), dim=-1)
+    assert torch.allclose(model.encode_image(images), reference, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_safetensors_conversion_gives_the_same_model(official_checkpoint, tmp_path):
+    path, _ = official_checkpoint
+    target = tmp_path / "model.safetensors"
+    assert main(["convert", str(path), str(target)]) == 0
+    from_pt = load_model("Llama3-MS-CLIP-Base", checkpoint=str(path), device="cpu")
+    from_st = load_model("Llama3-MS-CLIP-Base", checkpoint=str(target), device="cpu")
+    text = ["a satellite image of a river."]
+    assert torch.equal(from_pt.encode_text(text), from_st.encode_text(text))
+
+
+def test_incomplete_or_foreign_checkpoints_are_one_clear_error(tmp_path):
+    tiny = load_model("msclip-tiny", device="cpu")
+    state = tiny.clip.state_dict()
+    broken = dict(state)
+    broken.pop("ln_final.weight")
+    torch.save(broken, tmp_path / "missing.pt")
+    with pytest.raises(MSClipError, match="1 missing \\(e.g. ln_final.weight\\)"):
+        load_model("msclip-tiny", checkpoint=str(tmp_path / "missing.pt"), device="cpu")
+
+    rgb_state = load_model("msclip-tiny", bands=("B04", "B03", "B02"), device="cpu").clip.state_dict()
+    torch.save(rgb_state, tmp_path / "rgb.pt")
+    with pytest.raises(MSClipError, match="wrong shape \\(e.g. visual.conv1.weight"):
+        load_model("msclip-tiny", checkpoint=str(tmp_path / "rgb.pt"), device="cpu")
+
+    official = to_official_layout(state)
+    official["image_encoder.model.ln_final.weight"] = official["image_encoder.model.ln_final.weight"] + 1
+    torch.save(official, tmp_path / "diverged.pt")
+    with pytest.raises(MSClipError, match="differs from clip_base_model"):
+        load_model("msclip-tiny", checkpoint=str(tmp_path / "diverged.pt"), device="cpu")
+
+
+def test_official_layout_round_trips_through_a_file(tmp_path):
+    tiny = load_model("msclip-tiny", device="cpu")
+    torch.save(to_official_layout(tiny.clip.state_dict()), tmp_path / "official.pt")
+    again = load_model("msclip-tiny", checkpoint=str(tmp_path / "official.pt"), device="cpu")
+    assert torch.equal(again.encode_text(["snow"]), tiny.encode_text(["snow"]))
+    convert_to_safetensors(tmp_path / "official.pt", tmp_path / "tiny.safetensors")
+    assert set(read_state_dict(tmp_path / "tiny.safetensors")) == set(tiny.clip.state_dict())
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    import argparse
+
+    torch.save({"weights": argparse.Namespace(run="anything")}, tmp_path / "evil.pt")
+    with pytest.raises(MSClipError, match="not a plain tensor checkpoint"):
+        read_state_dict(tmp_path / "evil.pt")
+    with pytest.raises(MSClipError, match="checkpoint not found"):
+        read_state_dict(tmp_path / "absent.pt")
+
+
+def test_offline_download_says_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(MSClipError, match="pass it with --checkpoint PATH"):
+        load_model("Llama3-MS-CLIP-Base", device="cpu")
+    assert main(["classify", "x.tif", "--classes", "a"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Llama3_MS_CLIP_weights.pt" in err[0] and "--checkpoint" in err[0]
+
+
+def test_registry_knows_the_reference_models():
+    spec = spec_for("Llama3-MS-CLIP-Base")
+    assert spec.arch == "ViT-B-16" and len(spec.bands) == 10
+    assert spec.hf_hub_id == "ibm-esa-geospatial/Llama3-MS-CLIP-base"
+    assert spec.mean[0] == pytest.approx(925.161) and spec.std[-1] == pytest.approx(1365.08)
+    assert spec_for("ViT-L-14").open_clip_tag == "laion2b_s32b_b82k"
+    widened = spec_for("ViT-B-32", bands=("B02", "B03", "B04", "B08"))
+    assert widened.bands == ("B02", "B03", "B04", "B08") and not widened.is_rgb
+    with pytest.raises(MSClipError, match="unknown model"):
+        spec_for("NoSuchNet")

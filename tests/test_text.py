@@ -1,0 +1,65 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from msclip.errors import MSClipError
+from msclip.text import class_embeddings, class_names, templates
+
+
+def test_builtin_template_sets():
+    assert len(templates("msclip")) == 50
+    assert all("{c}" in t for t in templates("msclip"))
+    assert len(templates("clip")) == 3
+    assert len(templates("rs5m")) == 105
+
+
+def test_user_template_file(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("a photo of {}\nan image of {c}\n")
+    assert templates(str(path)) == ["a photo of {c}", "an image of {c}"]
+    path.write_text("no placeholder\n")
+    with pytest.raises(MSClipError, match="has no \\{c\\}"):
+        templates(str(path))
+    with pytest.raises(MSClipError, match="unknown template set"):
+        templates("nope")
+
+
+def test_class_names_from_args_txt_and_yaml(tmp_path):
+    assert class_names(["ocean", " snow "]) == ["ocean", "snow"]
+    (tmp_path / "c.txt").write_text("forest\nriver\n")
+    assert class_names([str(tmp_path / "c.txt")]) == ["forest", "river"]
+    (tmp_path / "c.yaml").write_text("classes: [urban area, lake]\n")
+    assert class_names([str(tmp_path / "c.yaml")]) == ["urban area", "lake"]
+    with pytest.raises(MSClipError, match="given twice"):
+        class_names(["a", "a"])
+
+
+def test_trimmed_text_tower_is_exact(tiny_model):
+    """Cutting the context after the longest prompt changes nothing (causal mask, EOT pooling)."""
+    prompts = ["a", "a satellite image of a very long river next to a town and fields.", "snow"]
+    with torch.no_grad():
+        full = F.normalize(tiny_model.clip.encode_text(tiny_model.tokenizer(prompts)), dim=-1)
+    assert torch.allclose(tiny_model.encode_text(prompts, batch_size=2), full, atol=1e-6)
+
+
+def test_class_embedding_is_mean_of_normalised_prompts(tiny_model):
+    names, prompts = ["ocean", "snow"], ["a satellite image of {c}.", "an aerial image of the {c}."]
+    got = class_embeddings(tiny_model, names, prompts, use_cache=False)
+    for i, name in enumerate(names):
+        per_prompt = tiny_model.encode_text([t.format(c=name) for t in prompts])
+        assert torch.allclose(got[i], F.normalize(per_prompt.mean(0), dim=0), atol=1e-6)
+
+
+def test_class_embeddings_are_cached_per_class(tiny_model, monkeypatch):
+    first = class_embeddings(tiny_model, ["ocean", "snow"], templates("clip"))
+    seen = []
+    original = type(tiny_model).encode_text
+
+    def counting(self, texts, batch_size=256):
+        seen.extend(texts)
+        return original(self, texts, batch_size)
+
+    monkeypatch.setattr(type(tiny_model), "encode_text", counting)
+    again = class_embeddings(tiny_model, ["snow", "ocean", "forest"], templates("clip"))
+    assert torch.allclose(again[:2], first.flip(0))
+    assert len(seen) == 3 and all("forest" in s for s in seen)  # only the new class was encoded
