@@ -103,3 +103,11 @@ def write_extract(root: Path, chip_paths: list[Path]) -> dict[str, dict]:
 def overture_extract(tmp_path_factory, chip_paths) -> tuple[Path, dict[str, dict]]:
     root = tmp_path_factory.mktemp("overture")
     return root, write_extract(root, chip_paths)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory) -> Path:
+    """Folder of a random tiny LLaVA-NeXT, loadable with from_pretrained like a downloaded model."""
+    from tests.captioning.tiny_vlm import build_tiny_llava_next
+
+    return build_tiny_llava_next(tmp_path_factory.mktemp("tiny-llava-next"))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import shapely
@@ -22,14 +23,13 @@ SSL4EO_RESOLUTION_M = 10.0
 VIEW_SIZE = 672
 
 
-@dataclass
-class Chip:
-    """One image to caption: ``key`` holds its output identity columns (``image``, or ``file``/``sample_id``/``time_id``)."""
+@dataclass(frozen=True)
+class ChipSource:
+    """One image to caption, not yet read: ``key`` holds its output identity columns (``image``, or
+    ``file``/``sample_id``/``time_id``) so finished chips are skipped without opening them."""
 
     key: dict[str, str]
-    footprint: shapely.Polygon
-    view: Image.Image
-    meta: dict[str, str] = field(default_factory=dict)
+    load: Callable[[], tuple[shapely.Polygon, Image.Image]]
 
     @property
     def id(self) -> str:
@@ -86,13 +86,21 @@ def rgb_view(
     return image.resize((size, size), Image.Resampling.BICUBIC) if size else image
 
 
-def geotiff_chips(
+def geotiff_sources(
     paths: list[str], layout: str | None = None, bands: list[str] | None = None, view_size: int = VIEW_SIZE
-) -> Iterator[Chip | SkippedImage]:
-    """Chips from GeoTIFF files (read with msclip.io); an unusable file is yielded as its SkippedImage."""
-    for path in paths:
-        try:
-            raster = read(path, layout, bands)
-            yield Chip({"image": os.fspath(path)}, footprint(raster), rgb_view(raster, view_size))
-        except MSClipError as exc:  # a file without RGB bands or georeference is skipped, not fatal
-            yield exc if isinstance(exc, SkippedImage) else SkippedImage(f"{path}: {exc}")
+) -> list[ChipSource]:
+    """Chips from GeoTIFF files (any layout msclip.io reads); the footprint comes from the file's CRS."""
+    return [
+        ChipSource({"image": os.fspath(p)}, partial(_load_geotiff, p, layout, bands, view_size))
+        for p in paths
+    ]
+
+
+def _load_geotiff(path: str, layout, bands, view_size: int) -> tuple[shapely.Polygon, Image.Image]:
+    try:
+        raster = read(path, layout, bands)
+        return footprint(raster), rgb_view(raster, view_size)
+    except SkippedImage:
+        raise
+    except MSClipError as exc:  # a file without RGB bands is skipped, not fatal
+        raise SkippedImage(f"{path}: {exc}") from exc
