@@ -80,8 +80,8 @@ def create_app(
     async def limit_request_size(request: Request, call_next):
         """Refuse oversized bodies before reading them; the page shows the message."""
         if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is None:
+            length = request.headers.get("content-length", "")
+            if not length.isdigit():
                 return JSONResponse({"error": "uploads need a Content-Length header"}, status_code=411)
             if int(length) > limits.max_request_bytes:
                 mb = limits.max_request_bytes / 1e6

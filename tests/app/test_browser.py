@@ -1,0 +1,99 @@
+"""End to end in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): upload a real
+chip, classify it, see the result; search the small index and see hits on the map. Screenshots are kept."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def server_url(app):
+    """The app served by uvicorn on a free local port, in a thread, for the length of this module."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(server_url)
+        page.wait_for_selector("#examples input[type=checkbox]")  # /api/info answered and was drawn
+        yield page
+        browser.close()
+
+
+def test_upload_classify_and_see_the_result(page, chip_paths, tmp_path_factory):
+    chip = chip_paths[0]
+    not_a_raster = tmp_path_factory.mktemp("uploads") / "notes.tif"
+    not_a_raster.write_text("not a raster")
+    page.set_input_files("#files", [str(chip), str(not_a_raster)])
+    page.select_option("#preset", "Land cover")
+    page.click("#classify-button")
+    card = page.wait_for_selector(".card.result")
+    assert chip.name in card.inner_text()
+    assert page.locator(".card.result .bar").count() == 6  # one bar per class of the preset
+    loaded = page.eval_on_selector_all(
+        ".card.result img", "imgs => imgs.map(i => i.complete && i.naturalWidth)"
+    )
+    assert loaded == [224, 224]  # true colour and false colour pictures decoded
+    assert "notes.tif: not a raster" in page.inner_text("#classify-errors")
+    assert page.get_attribute("#classify-csv", "href").endswith(".csv")
+    shot = tmp_path_factory.mktemp("screenshots") / "classify.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+
+
+def test_search_the_index_and_see_hits_on_the_map(page, tmp_path_factory):
+    page.click("button[data-tab=search]")
+    assert page.locator("#map .footprint").count() == 5  # every chip of the index drawn
+    page.fill("#query", "a meandering frozen river")
+    page.fill("#top_k", "3")
+    page.click("#search-button")
+    page.wait_for_selector(".hit")
+    assert page.locator(".hit").count() == 3
+    assert page.locator("#map .hit-mark").count() == 3
+    page.wait_for_function(
+        "[...document.querySelectorAll('.hit img')].every(i => i.complete && i.naturalWidth)"
+    )
+    assert "#1 ·" in page.inner_text("#search-results")
+    shot = tmp_path_factory.mktemp("screenshots") / "search.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
