@@ -14,7 +14,7 @@ import sys
 from msclip.errors import MSClipError
 
 #: Modules that add subcommands; each has ``register(subparsers)``.
-COMMAND_MODULES = ("msclip.cli.core",)
+COMMAND_MODULES = ("msclip.cli.core", "msclip.cli.app", "msclip.cli.evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
+    )
     try:
         return int(args.run(args) or 0)
     except MSClipError as exc:

@@ -1,0 +1,82 @@
+"""evaluate: the zero-shot benchmark of several models on several test sets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from msclip.bands import LAYOUTS
+
+
+def register(subparsers) -> None:
+    from msclip.evaluation.datasets import DATASETS
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="zero-shot benchmark: accuracy and retrieval mAP@100 of models on test sets",
+        description="Datasets: "
+        + "; ".join(f"{d.name} ({d.description})" for d in DATASETS.values())
+        + ". NAME=FOLDER points a dataset elsewhere; an unknown NAME=FOLDER (or a folder) is a generic"
+        " ImageFolder (one sub-folder per class).",
+    )
+    p.add_argument(
+        "--datasets", nargs="+", required=True, help="dataset names, NAME=FOLDER, or class-folder paths"
+    )
+    p.add_argument("--data-dir", default=".", help="folder holding the datasets (default: current folder)")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["Llama3-MS-CLIP-Base"],
+        help="model names, or NAME=CHECKPOINT for local weights",
+    )
+    p.add_argument(
+        "--output", required=True, help="folder for results.csv/json, per_class, summary.md, radar.png"
+    )
+    p.add_argument("--templates", default="msclip", help="msclip, clip, rs5m, or a .txt/.yaml file")
+    p.add_argument("--random-init", action="store_true", help="random weights (smoke tests, speed runs)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached class embeddings")
+    group = p.add_argument_group("input (generic folders)")
+    group.add_argument("--layout", choices=list(LAYOUTS), help="channel order of generic folders' files")
+    group.add_argument("--bands", nargs="+", help="band names of generic folders' files, in order")
+    group.add_argument("--boa-offset", default="auto", choices=["auto", "0", "1000"])
+    group.add_argument("--batch-size", type=int, default=64)
+    group.add_argument("--workers", type=int, help="DataLoader worker processes (default: by dataset size)")
+    group = p.add_argument_group("model")
+    group.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: best available")
+    group.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from msclip.cli.common import input_options_from, show_table
+    from msclip.evaluation import run_benchmark, write_outputs
+    from msclip.evaluation.report import headline_table
+
+    run = run_benchmark(
+        args.models,
+        args.datasets,
+        args.data_dir,
+        args.templates,
+        random_init=args.random_init,
+        device=args.device,
+        precision=args.precision,
+        options=input_options_from(args),
+        use_cache=not args.no_cache,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=True,
+    )
+    write_outputs(run.evaluations, run.missing, run.settings, args.output)
+    headline = headline_table(run.evaluations)
+    if not headline.empty:
+        show_table(headline.reset_index(), "zero-shot benchmark (%)")
+    print(f"wrote results, per-class metrics, summary.md and settings to {args.output}")
+    for message in run.missing:
+        print(f"msclip: skipped {message}", file=sys.stderr)
+    skipped = [reason for e in run.evaluations for _, reason in e.skipped]
+    for reason in skipped:
+        print(f"  {reason}", file=sys.stderr)
+    if not run.evaluations:
+        print("msclip: error: no dataset could be evaluated", file=sys.stderr)
+        return 1
+    return 3 if run.missing or skipped else 0

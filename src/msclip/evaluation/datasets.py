@@ -1,0 +1,418 @@
+"""Benchmark test sets as they lie on the user's disk, in their published layouts (nothing is downloaded).
+
+A loader turns a dataset root into an :class:`EvalSet`: class names in a fixed order and a sorted list of
+samples (a file, or BigEarthNet's per-band files) with their labels. Reading pixels happens later, in
+DataLoader workers, through :func:`load_raster` and :func:`msclip.data.prepare`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from msclip.bands import normalize_band_name
+from msclip.errors import MSClipError, SkippedImage
+from msclip.io import RASTER_SUFFIXES, Raster, read
+
+Task = Literal["single", "multi"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One test image: a file, or (BigEarthNet) the band files of one patch; its class index(es)."""
+
+    source: str | tuple[str, ...]
+    target: int | tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return self.source if isinstance(self.source, str) else str(Path(self.source[0]).parent)
+
+
+@dataclass
+class EvalSet:
+    """A labelled test split: what to read, how its files store bands, and the class names to prompt."""
+
+    name: str
+    task: Task
+    classes: list[str]
+    samples: list[Sample]
+    root: str
+    layout: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def targets(self, indices: list[int] | None = None) -> np.ndarray:
+        """(N,) class indices, or (N, classes) 0/1 for multi-label sets, for the kept samples."""
+        picked = [self.samples[i] for i in (range(len(self.samples)) if indices is None else indices)]
+        if self.task == "single":
+            return np.array([s.target for s in picked], dtype=np.int64)
+        matrix = np.zeros((len(picked), len(self.classes)), dtype=bool)
+        for row, sample in enumerate(picked):
+            matrix[row, list(sample.target)] = True
+        return matrix
+
+
+def load_raster(sample: Sample, layout: str | None = None, bands: tuple[str, ...] | None = None) -> Raster:
+    """The sample's pixels as a Raster with band names (per-band files are stacked first)."""
+    if isinstance(sample.source, str):
+        return read(sample.source, layout, list(bands) if bands else None)
+    return read_band_files(sample.source)
+
+
+# ---------------------------------------------------------------------------------------------- class folders
+
+
+def folder_class_name(folder: str) -> str:
+    """The reference's prompt name of a class folder: '_' and '/' become spaces, lower case."""
+    return folder.replace("_", " ").replace("/", " ").lower()
+
+
+def image_folder(
+    root: Path,
+    name: str,
+    layout: str | None = None,
+    class_names: dict[str, str] | None = None,
+    keep: Callable[[Path], bool] | None = None,
+) -> EvalSet:
+    """torchvision-ImageFolder layout: one sub-folder per class (sorted = label order), images inside."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    samples = []
+    for label, folder in enumerate(folders):
+        files = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.suffix.lower() in RASTER_SUFFIXES and p.is_file() and (keep is None or keep(p))
+        )
+        samples.extend(Sample(str(p), label) for p in files)
+    if not samples:
+        raise MissingDataset(f"{name}: no class folders with images in {root}")
+    names = [(class_names or {}).get(f.name, folder_class_name(f.name)) for f in folders]
+    return EvalSet(name, "single", names, samples, str(root), layout)
+
+
+def split_filter(split_file: Path) -> Callable[[Path], bool]:
+    """Keep the files named in a split list (one name per line; compared without extension, as torchgeo's
+    EuroSAT lists name .jpg files for the .tif images)."""
+    stems = {
+        Path(line.strip().split(",")[0]).stem for line in split_file.read_text().splitlines() if line.strip()
+    }
+    return lambda path: path.stem in stems
+
+
+class MissingDataset(MSClipError):
+    """The dataset is not on disk where it was looked for: reported and skipped, never a crash."""
+
+
+def first_existing(root: Path, *candidates: str) -> Path | None:
+    for candidate in candidates:
+        if (root / candidate).exists():
+            return root / candidate
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- EuroSAT
+
+#: Where the class folders sit inside the original EuroSATallBands.zip (and torchgeo's copy of it).
+EUROSAT_MS_NESTED = "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
+
+
+def eurosat(root: Path, name: str, multispectral: bool) -> EvalSet:
+    """EuroSAT-MS (13-band L1C GeoTIFFs, B8A stored last) or EuroSAT-RGB (JPEGs), in class folders.
+
+    Accepts the class folders themselves, the original zip's nesting (``ds/images/.../tif``, ``2750``) and
+    torchgeo's copy; a ``eurosat-test.txt`` split file (torchgeo) next to them restricts to the test split.
+    """
+    split = first_existing(root, "eurosat-test.txt", "test.txt")
+    nested = first_existing(root, EUROSAT_MS_NESTED, "EuroSAT_MS", "tif") if multispectral else None
+    nested = nested or (first_existing(root, "2750", "EuroSAT_RGB", "EuroSAT") if not multispectral else None)
+    dataset = image_folder(
+        nested or root,
+        name,
+        layout="EuroSAT" if multispectral else None,
+        keep=split_filter(split) if split else None,
+    )
+    dataset.notes.append(f"split file {split.name}" if split else "no split file: every image in the folders")
+    return dataset
+
+
+# ------------------------------------------------------------------------------------------- BigEarthNet v1
+
+#: The 19-class nomenclature (Sumbul et al. 2021), in its official order.
+BIGEARTHNET_19 = [
+    "Urban fabric",
+    "Industrial or commercial units",
+    "Arable land",
+    "Permanent crops",
+    "Pastures",
+    "Complex cultivation patterns",
+    "Land principally occupied by agriculture, with significant areas of natural vegetation",
+    "Agro-forestry areas",
+    "Broad-leaved forest",
+    "Coniferous forest",
+    "Mixed forest",
+    "Natural grassland and sparsely vegetated areas",
+    "Moors, heathland and sclerophyllous vegetation",
+    "Transitional woodland, shrub",
+    "Beaches, dunes, sands",
+    "Inland wetlands",
+    "Coastal wetlands",
+    "Inland waters",
+    "Marine waters",
+]
+
+#: CORINE level-3 labels of BigEarthNet v1 -> index in BIGEARTHNET_19 (labels without a class are dropped).
+CORINE_TO_19 = {
+    "Continuous urban fabric": 0,
+    "Discontinuous urban fabric": 0,
+    "Industrial or commercial units": 1,
+    "Non-irrigated arable land": 2,
+    "Permanently irrigated land": 2,
+    "Rice fields": 2,
+    "Vineyards": 3,
+    "Fruit trees and berry plantations": 3,
+    "Olive groves": 3,
+    "Annual crops associated with permanent crops": 3,
+    "Pastures": 4,
+    "Complex cultivation patterns": 5,
+    "Land principally occupied by agriculture, with significant areas of natural vegetation": 6,
+    "Agro-forestry areas": 7,
+    "Broad-leaved forest": 8,
+    "Coniferous forest": 9,
+    "Mixed forest": 10,
+    "Natural grassland": 11,
+    "Sparsely vegetated areas": 11,
+    "Moors and heathland": 12,
+    "Sclerophyllous vegetation": 12,
+    "Transitional woodland/shrub": 13,
+    "Beaches, dunes, sands": 14,
+    "Inland marshes": 15,
+    "Peatbogs": 15,
+    "Salt marshes": 16,
+    "Salines": 16,
+    "Water courses": 17,
+    "Water bodies": 17,
+    "Coastal lagoons": 18,
+    "Estuaries": 18,
+    "Sea and ocean": 18,
+}
+
+#: BigEarthNet v1 patches are 120 x 120 px at 10 m; 20 m and 60 m bands are resampled to it (as torchgeo).
+BIGEARTHNET_SIZE = 120
+
+
+def bigearthnet_labels(labels: list[str]) -> tuple[int, ...]:
+    """19-class indices of a patch from its CORINE names (or names already in the 19-class nomenclature)."""
+    found = set()
+    for label in labels:
+        if label in CORINE_TO_19:
+            found.add(CORINE_TO_19[label])
+        elif label in BIGEARTHNET_19:
+            found.add(BIGEARTHNET_19.index(label))
+    return tuple(sorted(found))
+
+
+def bigearthnet_v1(root: Path, name: str) -> EvalSet:
+    """BigEarthNet-S2 v1.0: a folder per patch with ``<patch>_B01.tif`` ... and ``<patch>_labels_metadata.json``.
+
+    Patch folders sit in ``BigEarthNet-v1.0/`` (the archive), ``sentinel-2/`` (the reference) or the root. The
+    test split is the official list ``bigearthnet-test.csv`` (torchgeo, reference) or ``test.csv``
+    (first column: the S2 patch name); without one, every patch is used and the notes say so.
+    """
+    patches_dir = first_existing(root, "BigEarthNet-v1.0", "sentinel-2") or root
+    split = first_existing(root, "bigearthnet-test.csv", "test.csv")
+    if split:
+        with open(split, newline="") as handle:
+            names = [row[0].strip() for row in csv.reader(handle) if row and row[0].strip()]
+        folders = [patches_dir / n for n in names]
+    else:
+        folders = sorted(
+            p for p in patches_dir.iterdir() if p.is_dir() and any(p.glob("*_labels_metadata.json"))
+        )
+    samples, missing = [], 0
+    for folder in folders:
+        metadata = (
+            next(iter(sorted(folder.glob("*_labels_metadata.json"))), None) if folder.is_dir() else None
+        )
+        if metadata is None:
+            missing += 1
+            continue
+        labels = json.loads(metadata.read_text())["labels"]
+        band_files = tuple(sorted(str(p) for p in folder.glob("*_B*.tif")))
+        samples.append(Sample(band_files, bigearthnet_labels(labels)))
+    if not samples:
+        raise MissingDataset(f"{name}: no patch folders with *_labels_metadata.json in {patches_dir}")
+    notes = [f"split file {split.name}" if split else "no split file: every patch folder"]
+    if missing:
+        notes.append(f"{missing} patch(es) of the split list not found on disk")
+    return EvalSet(name, "multi", list(BIGEARTHNET_19), samples, str(root), None, notes)
+
+
+def bigearthnet_v2(root: Path, name: str) -> EvalSet:
+    """BigEarthNet v2 (reBEN): ``metadata.parquet`` (patch_id, labels in the 19-class names, split) and
+    ``BigEarthNet-S2/<tile>/<patch_id>/<patch_id>_B01.tif`` ..., the layout torchgeo's BigEarthNetV2 reads."""
+    import pandas as pd
+
+    metadata_file = root / "metadata.parquet"
+    if not metadata_file.is_file():
+        raise MissingDataset(f"{name}: no metadata.parquet in {root}")
+    metadata = pd.read_parquet(metadata_file, columns=["patch_id", "labels", "split"])
+    metadata = metadata[metadata["split"] == "test"].sort_values("patch_id")
+    patches_dir = first_existing(root, "BigEarthNet-S2") or root
+    samples, missing = [], 0
+    for patch_id, labels in zip(metadata["patch_id"], metadata["labels"], strict=True):
+        folder = patches_dir / "_".join(patch_id.split("_")[:-2]) / patch_id
+        band_files = tuple(sorted(str(p) for p in folder.glob("*_B*.tif")))
+        if not band_files:
+            missing += 1
+            continue
+        samples.append(Sample(band_files, bigearthnet_labels(list(labels))))
+    if not samples:
+        raise MissingDataset(f"{name}: no test patches of metadata.parquet found under {patches_dir}")
+    notes = ["split column of metadata.parquet == 'test'"]
+    if missing:
+        notes.append(f"{missing} test patch(es) not found on disk")
+    return EvalSet(name, "multi", list(BIGEARTHNET_19), samples, str(root), None, notes)
+
+
+def read_band_files(paths: tuple[str, ...], size: int = BIGEARTHNET_SIZE) -> Raster:
+    """Stack single-band GeoTIFFs named ``..._B02.tif`` into one Raster, bilinear-resampled to ``size``.
+
+    Georeference comes from a 10 m band (the first file at full size), so bounds stay right.
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+
+    named = [(normalize_band_name(Path(p).stem.rsplit("_", 1)[-1]), p) for p in paths]
+    named = [(b, p) for b, p in named if b]
+    if not named:
+        raise SkippedImage(f"{Path(paths[0]).parent}: no band files named *_B01.tif ... *_B12.tif")
+    layers, crs, transform = [], None, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _, path in named:
+                with rasterio.open(path) as src:
+                    layers.append(src.read(1, out_shape=(size, size), resampling=Resampling.bilinear))
+                    if transform is None and src.width == size and src.crs is not None:
+                        crs, transform = src.crs.to_string(), tuple(src.transform)[:6]
+    except rasterio.errors.RasterioError as exc:
+        raise SkippedImage(f"{Path(paths[0]).parent}: cannot read ({exc})") from exc
+    return Raster(np.stack(layers), tuple(b for b, _ in named), str(Path(paths[0]).parent), crs, transform)
+
+
+# -------------------------------------------------------------------------------------------------- METER-ML
+
+#: METER-ML class folders -> the reference's prompt names (folder order = the reference's label order).
+METER_ML_CLASSES = {
+    "CAFOs": "concentrated animal feeding operations",
+    "Landfills": "landfills",
+    "Mines": "coal mines",
+    "Negative": "other features",
+    "ProcessingPlants": "natural gas processing plants",
+    "RefineriesAndTerminals": "oil refineries and petroleum terminals",
+    "WWTreatment": "wastewater treatment plants",
+}
+
+
+def meter_ml(root: Path, name: str) -> EvalSet:
+    """METER-ML test images in class folders: 12-band Sentinel-2 GeoTIFFs (MS) or NAIP PNGs (RGB).
+
+    Band names come from the files' descriptions when present, else the 12-band L2A order.
+    """
+    split = first_existing(root, "test")
+    return image_folder(split or root, name, class_names=METER_ML_CLASSES)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A named benchmark: folder names it is found under (in --data-dir) and how to load it."""
+
+    name: str
+    folders: tuple[str, ...]
+    load: Callable[[Path, str], EvalSet]
+    description: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in (
+        DatasetInfo(
+            "eurosat-ms",
+            ("EuroSAT_MS", "eurosat-ms", "EuroSATallBands", "eurosat", "EuroSAT"),
+            lambda root, name: eurosat(root, name, multispectral=True),
+            "EuroSAT 13-band L1C, 10 classes",
+        ),
+        DatasetInfo(
+            "eurosat-rgb",
+            ("EuroSAT_RGB", "eurosat-rgb", "EuroSAT"),
+            lambda root, name: eurosat(root, name, multispectral=False),
+            "EuroSAT RGB JPEGs, 10 classes",
+        ),
+        DatasetInfo(
+            "bigearthnet-ms",
+            ("BigEarthNet", "bigearthnet", "BigEarthNet-S2", "bigearthnet-ms"),
+            bigearthnet_v1,
+            "BigEarthNet-S2 v1.0, 19 classes, multi-label",
+        ),
+        DatasetInfo(
+            "bigearthnet-v2-ms",
+            ("reBEN", "BigEarthNetV2", "bigearthnet-v2", "bigearthnet-v2-ms"),
+            bigearthnet_v2,
+            "BigEarthNet v2 (reBEN) Sentinel-2, 19 classes, multi-label",
+        ),
+        DatasetInfo(
+            "meterml-ms", ("METERML_MS", "meterml-ms", "METER-ML"), meter_ml, "METER-ML Sentinel-2, 7 classes"
+        ),
+        DatasetInfo(
+            "meterml-naip", ("METERML_NAIP", "meterml-naip"), meter_ml, "METER-ML NAIP RGB, 7 classes"
+        ),
+        DatasetInfo(
+            "resisc45",
+            ("RESISC45_RGB", "NWPU-RESISC45", "resisc45"),
+            lambda r, n: generic(r, n),
+            "RESISC45 RGB",
+        ),
+        DatasetInfo("aid", ("AID_RGB", "AID", "aid"), lambda r, n: generic(r, n), "AID RGB, 30 classes"),
+    )
+}
+
+
+def generic(root: Path, name: str, layout: str | None = None) -> EvalSet:
+    """Any ImageFolder of GeoTIFFs or pictures; a ``*-test.txt``/``test.txt`` list restricts it to the test
+    split (torchgeo's RESISC45 style)."""
+    split = first_existing(root, f"{root.name.lower()}-test.txt", "resisc45-test.txt", "test.txt")
+    dataset = image_folder(root, name, layout=layout, keep=split_filter(split) if split else None)
+    dataset.notes.append(f"split file {split.name}" if split else "no split file: every image in the folders")
+    return dataset
+
+
+def resolve(entry: str, data_dir: Path, layout: str | None = None) -> EvalSet:
+    """``NAME`` (looked up in ``data_dir``), ``NAME=PATH``, or an unregistered ``NAME=PATH`` / folder path
+    (a generic ImageFolder). Raises MissingDataset when the files are not there."""
+    name, _, path = entry.partition("=")
+    if not path and name not in DATASETS and Path(name).is_dir():
+        path, name = name, Path(name).name
+    if name in DATASETS:
+        info = DATASETS[name]
+        root = Path(path) if path else first_existing(data_dir, *info.folders)
+        if root is None or not root.is_dir():
+            where = root or f"{data_dir}/{{{','.join(info.folders)}}}"
+            raise MissingDataset(f"{name}: not found at {where}")
+        return info.load(root, name)
+    if not path:
+        raise MSClipError(
+            f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, NAME=FOLDER or a class-folder path"
+        )
+    if not Path(path).is_dir():
+        raise MissingDataset(f"{name}: not found at {path}")
+    return generic(Path(path), name, layout)

@@ -1,0 +1,150 @@
+"""Score a test set with a model (DataLoader workers, progress bar) and turn the scores into metrics.
+
+Each model sees the files through its own bands: multispectral models get their bands by name, RGB models
+get the B04 B03 B02 composite of the same files (``msclip.data.prepare``), or the picture itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from msclip.data import InputOptions, collate_chips, prepare
+from msclip.errors import MSClipError
+from msclip.evaluation.datasets import EvalSet, load_raster
+from msclip.evaluation.metrics import multi_label_metrics, single_label_metrics
+from msclip.models import MSClipModel
+from msclip.text import class_embeddings
+from msclip.zeroshot import default_workers
+
+#: The reference's logits: 100 x cosine similarity (ranks and decisions do not depend on the factor).
+LOGIT_FACTOR = 100.0
+
+
+class SampleDataset(Dataset):
+    """Samples -> records that :func:`msclip.data.collate_chips` stacks; a bad sample becomes an error record."""
+
+    def __init__(self, dataset: EvalSet, bands: tuple[str, ...], transform, options: InputOptions):
+        self.dataset = dataset
+        self.bands = bands
+        self.transform = transform
+        self.options = options
+
+    def __len__(self) -> int:
+        return len(self.dataset.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.dataset.samples[index]
+        try:
+            raster = load_raster(sample, self.dataset.layout or self.options.layout, self.options.bands)
+            array, filled = prepare(raster, self.bands, self.options)
+            return {
+                "index": index,
+                "image": self.transform(array),
+                "filled": filled,
+                "crs": None,
+                "bounds": None,
+            }
+        except MSClipError as exc:
+            message = str(exc)
+            return {
+                "index": index,
+                "error": message if sample.name in message else f"{sample.name}: {message}",
+            }
+
+
+@dataclass
+class Scores:
+    """Logits of the images that could be read, their sample indices, and the skipped ones."""
+
+    logits: np.ndarray
+    indices: list[int]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def check_compatible(model: MSClipModel, dataset: EvalSet, options: InputOptions) -> None:
+    """Fail early (MSClipError) when the set's files lack the model's bands, e.g. RGB pictures for an MS model."""
+    for sample in dataset.samples[:3]:
+        try:
+            raster = load_raster(sample, dataset.layout or options.layout, options.bands)
+        except MSClipError:
+            continue  # a bad first file is skipped later, it says nothing about the set
+        prepare(raster, model.bands, options)
+        return
+
+
+def score(
+    model: MSClipModel,
+    dataset: EvalSet,
+    classifier: torch.Tensor,
+    options: InputOptions | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Scores:
+    """Logits (images, classes) = 100 x cosine(image, class embedding), in the set's fixed sample order."""
+    options = options or InputOptions()
+    samples = SampleDataset(dataset, model.bands, model.transform, options)
+    workers = default_workers(len(samples)) if workers is None else workers
+    loader = DataLoader(
+        samples, batch_size=batch_size, num_workers=workers, collate_fn=collate_chips, shuffle=False
+    )
+    logits, indices, skipped = [], [], []
+    with tqdm(
+        total=len(samples), unit="img", disable=not progress, desc=f"{model.spec.name} / {dataset.name}"
+    ) as bar:
+        for batch in loader:
+            skipped.extend((dataset.samples[i].name, message) for i, message in batch["errors"])
+            if batch["image"] is not None:
+                logits.append((LOGIT_FACTOR * model.encode_image(batch["image"]) @ classifier.T).numpy())
+                indices.extend(batch["index"])
+            bar.update(len(batch["index"]) + len(batch["errors"]))
+    matrix = np.concatenate(logits) if logits else np.empty((0, len(dataset.classes)), dtype=np.float32)
+    return Scores(matrix, indices, skipped)
+
+
+def metrics_of(dataset: EvalSet, scores: Scores) -> tuple[dict[str, float], pd.DataFrame]:
+    """Summary metrics and the per-class table for the images that were scored."""
+    targets = dataset.targets(scores.indices)
+    compute = single_label_metrics if dataset.task == "single" else multi_label_metrics
+    return compute(scores.logits, targets, dataset.classes)
+
+
+@dataclass
+class Evaluation:
+    """One (model, dataset) result: summary metrics, per-class table, counts and skipped inputs."""
+
+    model: str
+    dataset: str
+    task: str
+    summary: dict[str, float]
+    per_class: pd.DataFrame
+    n_images: int
+    skipped: list[tuple[str, str]]
+
+
+def evaluate_dataset(
+    model: MSClipModel,
+    dataset: EvalSet,
+    prompts: list[str],
+    options: InputOptions | None = None,
+    use_cache: bool = True,
+    **loader_options,
+) -> Evaluation:
+    """Zero-shot classification and retrieval metrics of ``model`` on one test set."""
+    options = options or InputOptions()
+    check_compatible(model, dataset, options)
+    torch.manual_seed(0)
+    classifier = class_embeddings(model, dataset.classes, prompts, use_cache=use_cache)
+    scores = score(model, dataset, classifier, options, **loader_options)
+    if not scores.indices:
+        raise MSClipError(f"{dataset.name}: none of its {len(dataset.samples)} images could be read")
+    summary, per_class = metrics_of(dataset, scores)
+    return Evaluation(
+        model.spec.name, dataset.name, dataset.task, summary, per_class, len(scores.indices), scores.skipped
+    )

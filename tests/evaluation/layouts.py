@@ -1,0 +1,122 @@
+"""Small copies of the benchmark datasets in their published layouts, cut from the real L2A example chips.
+
+Each builder writes into a folder and returns what a test needs to know (labels, files). Images are
+crops of the five 224 x 224 chips, so the pixels are real Sentinel-2 reflectance.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from msclip.bands import LAYOUTS
+from tests.conftest import L2A_CHIPS, RGB_CHIPS
+from tests.helpers import read_array, write_geotiff
+
+EUROSAT_CLASSES = ["AnnualCrop", "Forest", "SeaLake"]
+
+
+def chips() -> list[Path]:
+    return sorted(L2A_CHIPS.glob("*.tif"))
+
+
+def crop(array: np.ndarray, index: int, size: int) -> np.ndarray:
+    """The ``index``-th ``size`` x ``size`` window of a chip, on a diagonal walk."""
+    step = (array.shape[-1] - size) // 3
+    offset = (index % 4) * step
+    return array[:, offset : offset + size, offset : offset + size]
+
+
+def l2a_to(array: np.ndarray, layout: str) -> np.ndarray:
+    """Re-order 12-band L2A channels into another layout (B10, absent from L2A, becomes zeros)."""
+    source = LAYOUTS["L2A"]
+    zeros = np.zeros_like(array[0])
+    return np.stack([array[source.index(b)] if b in source else zeros for b in LAYOUTS[layout]])
+
+
+def eurosat_ms(root: Path, nested: bool = True, split: bool = True) -> dict[str, str]:
+    """EuroSATallBands as unzipped (and by torchgeo): ``ds/.../tif/<Class>/<Class>_<n>.tif``, 13 bands with
+    B8A last, 64 x 64 px; ``eurosat-test.txt`` lists the test images (as .jpg names, like torchgeo's).
+    Returns {file name: class folder} of the test images."""
+    base = root / "ds/images/remote_sensing/otherDatasets/sentinel_2/tif" if nested else root
+    test = {}
+    for c, chip in enumerate(chips()):
+        array = l2a_to(read_array(chip), "EuroSAT")
+        name = EUROSAT_CLASSES[c % len(EUROSAT_CLASSES)]
+        for i in range(2):
+            path = base / name / f"{name}_{c * 2 + i + 1}.tif"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_geotiff(path, np.ascontiguousarray(crop(array, i, 64)), like=chip)
+            if i == 0 or not split:
+                test[path.name] = name
+    if split:
+        (root / "eurosat-test.txt").write_text("".join(f"{Path(n).stem}.jpg\n" for n in sorted(test)))
+    return test
+
+
+BEN_LABELS = [
+    ["Non-irrigated arable land", "Pastures"],
+    ["Coniferous forest", "Mixed forest", "Transitional woodland/shrub"],
+    ["Sea and ocean", "Beaches, dunes, sands"],
+    ["Discontinuous urban fabric", "Road and rail networks and associated land"],
+    ["Water bodies", "Broad-leaved forest"],
+]
+BEN_RESOLUTION = {"B02": 120, "B03": 120, "B04": 120, "B08": 120, "B01": 20, "B09": 20}
+
+
+def bigearthnet_v1(root: Path, split: bool = True) -> list[str]:
+    """BigEarthNet-S2 v1.0: ``BigEarthNet-v1.0/<patch>/<patch>_B01.tif`` (10 m bands 120 px, 20 m 60 px,
+    60 m 20 px) with ``<patch>_labels_metadata.json``; ``bigearthnet-test.csv`` pairs S2 and S1 names.
+    Returns the test patch names (all but the last patch)."""
+    names = []
+    for p, chip in enumerate(chips()):
+        name = f"S2A_MSIL2A_20170717T113321_{p}_{p + 40}"
+        folder = root / "BigEarthNet-v1.0" / name
+        folder.mkdir(parents=True)
+        array = read_array(chip)[:, :120, :120]
+        for b, band in enumerate(LAYOUTS["L2A"]):
+            size = BEN_RESOLUTION.get(band, 60)
+            layer = array[b, :: 120 // size, :: 120 // size][None]
+            write_geotiff(folder / f"{name}_{band}.tif", np.ascontiguousarray(layer), like=chip)
+        metadata = {
+            "labels": BEN_LABELS[p],
+            "coordinates": {},
+            "projection": "",
+            "tile_source": "",
+            "acquisition_date": "",
+        }
+        (folder / f"{name}_labels_metadata.json").write_text(json.dumps(metadata))
+        names.append(name)
+    test = names[:-1]
+    if split:
+        (root / "bigearthnet-test.csv").write_text("".join(f"{n},S1_{n}\n" for n in test))
+    return test
+
+
+METER_FOLDERS = ["CAFOs", "Landfills", "Mines", "Negative"]
+
+
+def meter_ml(root: Path) -> dict[str, str]:
+    """METER-ML Sentinel-2 test images as the reference keeps them: class folders of 12-band GeoTIFFs."""
+    files = {}
+    for c, chip in enumerate(chips()):
+        folder = METER_FOLDERS[c % len(METER_FOLDERS)]
+        path = root / folder / f"{c}.tif"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_geotiff(path, np.ascontiguousarray(crop(read_array(chip), c, 72)), like=chip)
+        files[path.name] = folder
+    return files
+
+
+def rgb_folder(root: Path, classes: tuple[str, ...] = ("farm_land", "sea")) -> dict[str, str]:
+    """An ImageFolder of the 8-bit RGB example chips (RESISC45 / AID / EuroSAT-RGB style)."""
+    files = {}
+    for i, chip in enumerate(sorted(RGB_CHIPS.glob("*.tif"))):
+        target = root / classes[i % len(classes)] / chip.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(chip, target)
+        files[chip.name] = classes[i % len(classes)]
+    return files

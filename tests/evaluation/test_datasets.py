@@ -1,0 +1,101 @@
+"""Datasets in their published layouts, built from the real chips, resolve to the right samples and labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from msclip.bands import S2_10
+from msclip.data import InputOptions, prepare
+from msclip.errors import MSClipError
+from msclip.evaluation.datasets import BIGEARTHNET_19, MissingDataset, load_raster, resolve
+from msclip.io import read
+from tests.evaluation import layouts
+
+
+def test_eurosat_ms_nested_layout_with_torchgeo_split(tmp_path):
+    test = layouts.eurosat_ms(tmp_path / "EuroSATallBands")
+    dataset = resolve("eurosat-ms", tmp_path)
+    assert dataset.classes == ["annualcrop", "forest", "sealake"]  # the reference's prompt names
+    assert sorted(s.source.rsplit("/", 1)[-1] for s in dataset.samples) == sorted(test)
+    assert dataset.layout == "EuroSAT"
+    assert [dataset.classes[s.target] for s in dataset.samples] == [
+        test[s.source.rsplit("/", 1)[-1]].lower() for s in dataset.samples
+    ]
+    assert "eurosat-test.txt" in dataset.notes[0]
+
+
+def test_eurosat_bands_are_selected_by_name_not_position(tmp_path, chip_paths):
+    """B8A is stored last in EuroSAT files: the model input must equal the same pixels read from L2A order."""
+    layouts.eurosat_ms(tmp_path, nested=False, split=False)
+    dataset = resolve(f"eurosat-ms={tmp_path}", tmp_path)
+    sample = dataset.samples[0]  # AnnualCrop_1: first 64 px crop of the first chip
+    eurosat, _ = prepare(load_raster(sample, dataset.layout), S2_10, InputOptions())
+    l2a, _ = prepare(read(chip_paths[0], "L2A"), S2_10, InputOptions())
+    np.testing.assert_array_equal(eurosat, layouts.crop(l2a, 0, 64))
+
+
+def test_bigearthnet_v1_patches_labels_and_band_files(tmp_path):
+    test = layouts.bigearthnet_v1(tmp_path / "BigEarthNet")
+    dataset = resolve("bigearthnet-ms", tmp_path)
+    assert dataset.task == "multi" and dataset.classes == BIGEARTHNET_19
+    assert [s.name.rsplit("/", 1)[-1] for s in dataset.samples] == test  # split order kept
+    targets = dataset.targets()
+    # patch 0: arable land + pastures; patch 3: urban fabric (roads have no 19-class label)
+    assert np.flatnonzero(targets[0]).tolist() == [2, 4]
+    assert np.flatnonzero(targets[1]).tolist() == [9, 10, 13]
+    assert np.flatnonzero(targets[3]).tolist() == [0]
+    raster = load_raster(dataset.samples[0])
+    assert raster.array.shape == (12, 120, 120)  # 20 m and 60 m bands resampled to 120 px
+    assert raster.bands == (
+        "B01",
+        "B02",
+        "B03",
+        "B04",
+        "B05",
+        "B06",
+        "B07",
+        "B08",
+        "B09",
+        "B11",
+        "B12",
+        "B8A",
+    )
+    array, filled = prepare(raster, S2_10, InputOptions())
+    assert array.shape == (10, 120, 120) and filled == 0.0
+
+
+def test_bigearthnet_without_split_uses_every_patch(tmp_path):
+    layouts.bigearthnet_v1(tmp_path, split=False)
+    dataset = resolve(f"bigearthnet-ms={tmp_path}", tmp_path)
+    assert len(dataset.samples) == 5 and "no split file" in dataset.notes[0]
+
+
+def test_meter_ml_folders_get_the_reference_class_names(tmp_path):
+    files = layouts.meter_ml(tmp_path / "METERML_MS")
+    dataset = resolve("meterml-ms", tmp_path)
+    assert dataset.classes == [
+        "concentrated animal feeding operations",
+        "landfills",
+        "coal mines",
+        "other features",
+    ]
+    assert len(dataset.samples) == len(files)
+    raster = load_raster(dataset.samples[0])
+    assert raster.bands[0] == "B01" and len(raster.bands) == 12  # 12-band L2A order
+
+
+def test_generic_image_folder_and_rgb_sets(tmp_path):
+    files = layouts.rgb_folder(tmp_path / "AID_RGB", classes=("Farm_Land", "Beach"))
+    aid = resolve("aid", tmp_path)
+    assert aid.classes == ["beach", "farm land"]
+    assert len(aid.samples) == len(files)
+    mine = resolve(f"my-crops={tmp_path / 'AID_RGB'}", tmp_path)
+    assert mine.name == "my-crops" and mine.classes == aid.classes
+
+
+def test_missing_and_unknown_datasets(tmp_path):
+    with pytest.raises(MissingDataset, match="eurosat-ms: not found"):
+        resolve("eurosat-ms", tmp_path)
+    with pytest.raises(MSClipError, match="unknown dataset 'nope'"):
+        resolve("nope", tmp_path)
