@@ -1,0 +1,203 @@
+"""Captioned chips for training: where they come from (a table, SSL4EO-S12 v1.1 Zarr, WebDataset shards),
+how they are augmented, and in which order they are drawn.
+
+Every random choice of a sample (its crop, flips and which of its captions) comes from a generator seeded
+by (seed, epoch, index), so a run is the same with any number of DataLoader workers or ranks and resumes
+exactly from a step count.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as F
+
+from msclip.data import InputOptions, prepare
+from msclip.errors import MSClipError
+from msclip.io import Raster, read
+
+log = logging.getLogger(__name__)
+
+
+class TrainTransform:
+    """Random crop to the model's input size (or a random resized crop), random flips, then the model's
+    normalisation (``spec.mean``/``spec.std``; for RGB models 8-bit values scaled to [0, 1] first)."""
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        size: int = 224,
+        crop_scale: Sequence[float] | None = None,
+        flips: bool = True,
+        scale: float = 1.0,
+    ):
+        self.mean, self.std, self.size = list(mean), list(std), size
+        self.crop_scale = tuple(crop_scale) if crop_scale else None
+        self.flips = flips
+        self.scale = scale
+
+    def __call__(self, array: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)) * self.scale
+        if min(tensor.shape[-2:]) < self.size:
+            tensor = F.resize(tensor, [self.size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        height, width = tensor.shape[-2:]
+        if self.crop_scale:
+            area = height * width * rng.uniform(*self.crop_scale)
+            side = min(height, width, max(1, round(math.sqrt(area))))
+            top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+            tensor = F.resized_crop(
+                tensor, int(top), int(left), side, side, [self.size, self.size],
+                interpolation=InterpolationMode.BICUBIC, antialias=True,
+            )  # fmt: skip
+        else:
+            top, left = rng.integers(0, height - self.size + 1), rng.integers(0, width - self.size + 1)
+            tensor = tensor[:, top : top + self.size, left : left + self.size]
+        if self.flips and rng.random() < 0.5:
+            tensor = tensor.flip(-1)
+        if self.flips and rng.random() < 0.5:
+            tensor = tensor.flip(-2)
+        return F.normalize(tensor.contiguous(), self.mean, self.std)
+
+
+def train_transform(model, crop_scale=None, flips: bool = True) -> TrainTransform:
+    """The augmenting twin of ``model.transform``: same statistics, same input size."""
+    spec = model.spec
+    if spec.is_rgb:
+        cfg = getattr(model.clip.visual, "preprocess_cfg", {}) or {}
+        from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+        mean, std = cfg.get("mean", OPENAI_DATASET_MEAN), cfg.get("std", OPENAI_DATASET_STD)
+        return TrainTransform(mean, std, spec.image_size, crop_scale, flips, scale=1 / 255)
+    return TrainTransform(spec.mean, spec.std, spec.image_size, crop_scale, flips)
+
+
+# ---------------------------------------------------------------- sources: index -> (raster, captions)
+
+
+class TableSource:
+    """A CSV/Parquet table of (image path, caption); rows sharing an image give it several captions.
+    Relative paths are taken from the table's folder."""
+
+    def __init__(
+        self, path: str | Path, image_column: str = "image", caption_column: str = "caption", options=None
+    ):
+        import pandas as pd
+
+        path = Path(path)
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        missing = [c for c in (image_column, caption_column) if c not in table.columns]
+        if missing:
+            raise MSClipError(
+                f"{path}: no column(s) {', '.join(missing)} (has {', '.join(map(str, table.columns))})"
+            )
+        table = table.dropna(subset=[image_column, caption_column])
+        grouped = table.groupby(image_column, sort=False)[caption_column].apply(lambda s: [str(c) for c in s])
+        self.images = [str(p if Path(p).is_absolute() else path.parent / p) for p in grouped.index]
+        self.captions = list(grouped.values)
+        self.options = options or InputOptions()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, index: int) -> tuple[Raster, list[str]]:
+        options = self.options
+        raster = read(self.images[index], options.layout, list(options.bands) if options.bands else None)
+        return raster, self.captions[index]
+
+
+class CaptionedChips(Dataset):
+    """(epoch, index) -> {"image": tensor, "caption": str}: one caption drawn per epoch, augmented image.
+
+    A chip that cannot be used is reported and replaced by the next usable one, so batches keep their
+    size (all ranks must gather equal-sized features).
+    """
+
+    def __init__(self, source, bands, transform, options: InputOptions, indices=None, seed=0, augment=True):
+        self.source, self.bands, self.transform, self.options = source, tuple(bands), transform, options
+        self.indices = list(range(len(source))) if indices is None else list(indices)
+        self.seed, self.augment = seed, augment
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        skipped = []
+        for attempt in range(len(self)):
+            position = (index + attempt) % len(self)
+            try:
+                raster, captions = self.source.load(self.indices[position])
+                array, _ = prepare(raster, self.bands, self.options)
+            except MSClipError as exc:
+                skipped.append(str(exc))
+                log.warning("skipping %s", exc)
+                continue
+            rng = np.random.default_rng([self.seed, epoch, position])
+            image = self.transform(array, rng) if self.augment else self.transform(array)
+            caption = captions[int(rng.integers(len(captions)))] if self.augment else captions[0]
+            return {"image": image, "caption": caption, "captions": captions, "skipped": skipped}
+        raise MSClipError(f"no usable training chip ({skipped[0] if skipped else 'empty dataset'})")
+
+
+def collate(records: list[dict]) -> dict:
+    return {
+        "image": torch.stack([r["image"] for r in records]),
+        "caption": [r["caption"] for r in records],
+        "captions": [r["captions"] for r in records],
+        "skipped": [s for r in records for s in r["skipped"]],
+    }
+
+
+@dataclass
+class StepSampler(Sampler):
+    """Per-step index lists for one rank: a seeded permutation per epoch, cut into global batches; rank r
+    takes the r-th contiguous slice, so gathering the ranks' features restores the global batch in order.
+    ``start`` skips the steps already done (exact resume)."""
+
+    size: int
+    batch_size: int  # global
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0
+    epoch: int = 0
+    start: int = 0
+
+    def __post_init__(self):
+        if self.batch_size % self.world_size:
+            raise MSClipError(f"batch_size {self.batch_size} must divide by the {self.world_size} ranks")
+        if self.size < self.batch_size:
+            raise MSClipError(
+                f"the training set has {self.size} chips, fewer than one batch of {self.batch_size}"
+            )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.size // self.batch_size
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch - self.start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = torch.randperm(
+            self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)
+        ).tolist()
+        local = self.batch_size // self.world_size
+        for step in range(self.start, self.steps_per_epoch):
+            begin = step * self.batch_size + self.rank * local
+            yield [(self.epoch, i) for i in order[begin : begin + local]]
+
+
+def split_indices(size: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded train / held-out split of ``range(size)``."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = round(size * val_fraction)
+    return sorted(order[n_val:]), sorted(order[:n_val])

@@ -1,0 +1,142 @@
+"""SSL4EO-S12 v1.1 as published: zipped Zarr files of 64 samples x 4 timestamps of 264 x 264 Sentinel-2
+L2A chips, and caption tables (CSV/Parquet) that name a sample and a timestamp.
+
+Layout read here (xarray): data variable ``bands`` with dims (sample, time, band, y, x), int16; coordinate
+``band`` with the band names, ``sample`` with the sample ids, ``time_`` (sample, time) with acquisition
+dates; per-sample ``center_lat``, ``center_lon``, ``crs``. The L2A digital numbers carry the baseline-04.00
+offset (+1000); it is removed before normalisation because the model's statistics are offset-free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msclip.bands import BOA_OFFSET, normalize_band_name
+from msclip.errors import MSClipError
+from msclip.io import Raster
+
+DATA_VARIABLE = "bands"
+SAMPLE_COLUMNS = ("sample_id", "sample", "id", "key")
+TIME_COLUMNS = ("time", "timestamp", "time_", "date", "season")
+CAPTION_COLUMNS = ("caption", "captions", "text")
+FILE_COLUMNS = ("file", "file_name", "zarr_file", "filename")
+
+
+def open_zarr(path: str | Path):
+    """A Zarr dataset from a ``.zarr.zip`` file or a ``.zarr`` folder, lazily (nothing read yet)."""
+    import xarray as xr
+    import zarr
+
+    path = str(path)
+    store = zarr.storage.ZipStore(path, mode="r") if path.endswith(".zip") else path
+    try:
+        return xr.open_zarr(store, consolidated=None)
+    except Exception as exc:
+        raise MSClipError(f"{path}: not a readable Zarr dataset ({type(exc).__name__}: {exc})") from exc
+
+
+def zarr_files(path: str | Path) -> list[Path]:
+    path = Path(path)
+    if path.is_dir() and not path.name.endswith(".zarr"):
+        files = sorted([*path.glob("*.zarr.zip"), *path.glob("*.zarr")])
+    else:
+        files = [path]
+    if not files or not files[0].exists():
+        raise MSClipError(f"no SSL4EO-S12 Zarr files (*.zarr.zip) at {path}")
+    return files
+
+
+def read_captions(path: str | Path) -> pd.DataFrame:
+    """All caption tables at ``path`` as columns (file, sample_id, time, caption)."""
+    path = Path(path)
+    files = sorted([*path.glob("*.csv"), *path.glob("*.parquet")]) if path.is_dir() else [path]
+    if not files or not files[0].exists():
+        raise MSClipError(f"no caption tables (.csv/.parquet) at {path}")
+    tables = [pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f, dtype=str) for f in files]
+    table = pd.concat(tables, ignore_index=True)
+    columns = {name.lower(): name for name in table.columns}
+
+    def pick(candidates, required=True):
+        found = next((columns[c] for c in candidates if c in columns), None)
+        if found is None and required:
+            raise MSClipError(f"{path}: caption table needs one of the columns {', '.join(candidates)}")
+        return found
+
+    out = pd.DataFrame(
+        {
+            "sample_id": table[pick(SAMPLE_COLUMNS)].astype(str),
+            "time": table[pick(TIME_COLUMNS)].astype(str),
+            "caption": table[pick(CAPTION_COLUMNS)].astype(str),
+        }
+    )
+    file_column = pick(FILE_COLUMNS, required=False)
+    out["file"] = table[file_column].map(lambda f: Path(str(f)).name.split(".")[0]) if file_column else None
+    return out
+
+
+def _time_keys(dates: np.ndarray) -> list[set[str]]:
+    """What a caption's timestamp may say for each time slot: its index or its date (YYYY-MM-DD[...])."""
+    keys = []
+    for position, date in enumerate(dates):
+        text = str(np.datetime_as_string(np.datetime64(date, "s"))) if not pd.isna(date) else ""
+        keys.append({str(position), text, text[:10], text.replace("T", " ")})
+    return keys
+
+
+class SSL4EOSource:
+    """Index -> (Raster, captions) over every (file, sample, timestamp) that has a caption."""
+
+    def __init__(self, data: str | Path, captions: str | Path | None):
+        if captions is None:
+            raise MSClipError("SSL4EO-S12 data needs --captions (a caption CSV/Parquet file or folder)")
+        self.files = zarr_files(data)
+        table = read_captions(captions)
+        self.entries: list[tuple[int, int, int, list[str]]] = []
+        for file_index, file in enumerate(self.files):
+            with open_zarr(file) as ds:
+                self._index(file_index, file, ds, table)
+        if not self.entries:
+            raise MSClipError(f"no caption in {captions} matches a sample and timestamp of {data}")
+        self._open: dict[int, object] = {}
+
+    def _index(self, file_index: int, file: Path, ds, table: pd.DataFrame) -> None:
+        stem = file.name.split(".")[0]
+        rows = table[(table["file"] == stem) | table["file"].isna()] if table["file"].notna().any() else table
+        by_sample = {sid: group for sid, group in rows.groupby("sample_id")}
+        sample_ids = [str(s) for s in ds["sample"].values]
+        time_name = "time_" if "time_" in ds.variables else "time"
+        for sample_index, sample_id in enumerate(sample_ids):
+            group = by_sample.get(sample_id)
+            if group is None:
+                continue
+            for time_index, keys in enumerate(_time_keys(ds[time_name].values[sample_index])):
+                captions = group.loc[group["time"].isin(keys), "caption"].tolist()
+                if captions:
+                    self.entries.append((file_index, sample_index, time_index, captions))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getstate__(self):  # DataLoader workers open their own handles
+        return {**self.__dict__, "_open": {}}
+
+    def load(self, index: int) -> tuple[Raster, list[str]]:
+        file_index, sample_index, time_index, captions = self.entries[index]
+        if file_index not in self._open:
+            self._open[file_index] = open_zarr(self.files[file_index])
+        ds = self._open[file_index]
+        data = ds[DATA_VARIABLE].isel(sample=sample_index, time=time_index).transpose("band", "y", "x")
+        bands = tuple(normalize_band_name(b) or str(b) for b in ds["band"].values)
+        offset = ds.attrs.get("BOA_ADD_OFFSET", -BOA_OFFSET)
+        crs = ds["crs"].values[sample_index] if "crs" in ds.variables else None
+        raster = Raster(
+            np.asarray(data.values),
+            bands,
+            path=f"{self.files[file_index].name}:{ds['sample'].values[sample_index]}:{time_index}",
+            crs=f"EPSG:{int(crs)}" if crs is not None else None,
+            tags={"BOA_ADD_OFFSET": str(offset)},
+        )
+        return raster, captions
