@@ -1,0 +1,117 @@
+"""msclip caption: Overture Maps tags + a vision-language model -> captions for chips."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from msclip.bands import LAYOUTS
+from msclip.cli.common import report_skipped
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "caption",
+        help="caption chips with Overture Maps tags and a vision-language model (resumable, sharded)",
+    )
+    p.add_argument("inputs", nargs="+", help="GeoTIFF chips: files, folders, globs or .txt/.yaml lists")
+    p.add_argument("--output", required=True, help="folder of Parquet parts (re-running resumes it)")
+    p.add_argument("--layout", choices=list(LAYOUTS), help="channel order of the files (default: by count)")
+    p.add_argument("--bands", nargs="+", help="band names of the files' channels, in order (beats --layout)")
+    tags = p.add_argument_group("Overture Maps")
+    source = tags.add_mutually_exclusive_group(required=True)
+    source.add_argument("--overture", nargs="+", help="local GeoParquet extract: files or folders")
+    source.add_argument(
+        "--overture-release",
+        metavar="RELEASE",
+        help="read the public S3 release, e.g. 2024-03-12-alpha.0 (online)",
+    )
+    tags.add_argument(
+        "--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="lon/lat area to load"
+    )
+    tags.add_argument("--types", nargs="+", help="feature types to use (default: all of them)")
+    vlm = p.add_argument_group("vision-language model")
+    vlm.add_argument("--vlm", help="Hugging Face model id or folder (default: Llama3-LLaVA-NeXT-8B)")
+    vlm.add_argument(
+        "--server", help="OpenAI-compatible base URL (e.g. http://host:8000/v1) instead of transformers"
+    )
+    vlm.add_argument(
+        "--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key"
+    )
+    vlm.add_argument("--tags-only", action="store_true", help="write the Overture tags, no captions")
+    vlm.add_argument("--prompts", default="v1", help="prompt version (v1) or a .yaml file")
+    vlm.add_argument("--max-new-tokens", type=int, default=300)
+    vlm.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    vlm.add_argument("--top-p", type=float, default=1.0)
+    vlm.add_argument("--device", help="transformers device (default: cuda when available)")
+    vlm.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    vlm.add_argument("--concurrency", type=int, default=8, help="HTTP requests in flight")
+    vlm.add_argument("--retries", type=int, default=3, help="HTTP retries per request")
+    vlm.add_argument("--timeout", type=float, default=120.0, help="HTTP time-out per request, seconds")
+    run = p.add_argument_group("run")
+    run.add_argument("--shard", default="0/1", help="i/n: caption this machine's share of the chips")
+    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument(
+        "--flush-every", type=int, default=64, help="chips per Parquet part (what a kill can lose)"
+    )
+    run.add_argument("--workers", type=int, default=4, help="threads reading chips ahead of the model")
+    run.add_argument("--view-size", type=int, default=672, help="pixels of the RGB view shown to the model")
+    p.set_defaults(run=run_caption)
+
+
+def run_caption(args: argparse.Namespace) -> int:
+    from msclip.captioning.chips import geotiff_sources
+    from msclip.captioning.pipeline import caption, parse_shard
+    from msclip.captioning.prompts import prompt_set
+    from msclip.io import iter_paths
+
+    shard = parse_shard(args.shard)
+    prompts = prompt_set(args.prompts)
+    sources = geotiff_sources(iter_paths(args.inputs), args.layout, args.bands, args.view_size)
+    index = _overture_index(args)
+    backend = None if args.tags_only else _backend(args)
+    result = caption(
+        sources,
+        index,
+        backend,
+        args.output,
+        prompts,
+        batch_size=args.batch_size,
+        flush_every=args.flush_every,
+        shard=shard,
+        workers=args.workers,
+    )
+    for key, value in result.summary.items():
+        print(f"{key}: {value}")
+    return report_skipped(result.skipped)
+
+
+def _overture_index(args: argparse.Namespace):
+    from msclip.captioning.overture import THEMES, OvertureIndex
+    from msclip.errors import MSClipError
+
+    bbox = tuple(args.bbox) if args.bbox else None
+    if args.overture:
+        return OvertureIndex.from_parquet(args.overture, args.types, bbox)
+    if bbox is None:
+        raise MSClipError("--overture-release needs --bbox W S E N (the area of your chips, lon/lat)")
+    return OvertureIndex.from_release(bbox, args.overture_release, args.types or tuple(THEMES))
+
+
+def _backend(args: argparse.Namespace):
+    from msclip.captioning.backends import DEFAULT_VLM, GenerationSettings, OpenAIBackend, TransformersBackend
+
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p)
+    if args.server:
+        return OpenAIBackend(
+            args.server,
+            args.vlm or DEFAULT_VLM,
+            os.environ.get(args.api_key_env),
+            concurrency=args.concurrency,
+            retries=args.retries,
+            timeout=args.timeout,
+            settings=settings,
+        )
+    return TransformersBackend.from_pretrained(
+        args.vlm or DEFAULT_VLM, args.device, args.dtype, settings=settings
+    )
