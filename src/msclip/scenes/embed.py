@@ -1,0 +1,194 @@
+"""Embed every window of a scene: read (windowed), skip nodata/cloud, prepare, transform, encode.
+
+Windows stream through a DataLoader, so reading and preparing the next batch overlaps the model's
+forward pass when workers are used; memory is bounded by the batch, whatever the scene size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from msclip.data import InputOptions, prepare, valid_mask
+from msclip.errors import MSClipError
+from msclip.index.tables import METADATA_KEY
+from msclip.io import atomic_write
+from msclip.models import MSClipModel
+from msclip.scenes.source import SCL_CLOUD, SCL_INVALID, Scene, SceneReader
+from msclip.scenes.windows import WindowGrid, window_grid
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """How a scene is cut and which windows are kept."""
+
+    stride: int | None = None  # default: the model's chip size (no overlap)
+    min_valid: float = 0.5  # skip windows with less valid (not nodata) data than this
+    max_cloud: float = 0.5  # skip windows where SCL marks more of the valid pixels as cloud/shadow
+
+
+@dataclass
+class WindowBatch:
+    """Embeddings of the kept windows of a batch, and the status of every window in it."""
+
+    kept: list[int]  # window numbers, in the order of ``embeddings``
+    embeddings: torch.Tensor
+    filled: list[float]
+    status: dict[int, str]  # window number -> "ok", "nodata", "cloud" or an error message
+    cloud: dict[int, float]
+
+
+class WindowDataset(Dataset):
+    """Window number -> transformed tensor (or the reason it is skipped); reopens files in each worker."""
+
+    def __init__(
+        self, scene: Scene, grid: WindowGrid, bands, transform, options: InputOptions, windows: WindowOptions
+    ):
+        self.reader = SceneReader(scene)
+        self.grid = grid
+        self.bands = bands
+        self.transform = transform
+        self.options = options
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.grid)
+
+    def __getitem__(self, k: int) -> dict:
+        window = self.grid.window(k)
+        try:
+            raster = self.reader.read(window, self.bands)
+            valid = valid_mask(raster.array, raster.nodata)
+            scl = self.reader.read_scl(window)
+            cloud = 0.0
+            if scl is not None:
+                valid &= ~np.isin(scl, SCL_INVALID)
+                cloud = float((np.isin(scl, SCL_CLOUD) & valid).sum() / max(valid.sum(), 1))
+            if valid.mean() < self.windows.min_valid:
+                return {"index": k, "status": "nodata", "cloud": cloud}
+            if cloud > self.windows.max_cloud:
+                return {"index": k, "status": "cloud", "cloud": cloud}
+            array, filled = prepare(raster, self.bands, self.options)
+            return {
+                "index": k,
+                "status": "ok",
+                "image": self.transform(array),
+                "filled": filled,
+                "cloud": cloud,
+            }
+        except MSClipError as exc:
+            return {"index": k, "status": str(exc), "cloud": float("nan")}
+
+
+def _collate(records: list[dict]) -> dict:
+    good = [r for r in records if r["status"] == "ok"]
+    return {
+        "kept": [r["index"] for r in good],
+        "image": torch.stack([r["image"] for r in good]) if good else None,
+        "filled": [r["filled"] for r in good],
+        "status": {r["index"]: r["status"] for r in records},
+        "cloud": {r["index"]: r["cloud"] for r in records},
+    }
+
+
+def embed_windows(
+    model: MSClipModel,
+    scene: Scene,
+    options: InputOptions | None = None,
+    windows: WindowOptions | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: bool = False,
+) -> tuple[WindowGrid, Iterator[WindowBatch]]:
+    """The scene's window grid, and its windows' embeddings batch by batch in row-major order."""
+    windows = windows or WindowOptions()
+    scene.require(model.bands)
+    grid = window_grid(scene, model.spec.image_size, windows.stride)
+    dataset = WindowDataset(scene, grid, model.bands, model.transform, options or InputOptions(), windows)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+
+    def batches() -> Iterator[WindowBatch]:
+        with tqdm(total=len(grid), unit="win", disable=not progress, desc=scene.name[-40:]) as bar:
+            for batch in loader:
+                embeddings = (
+                    model.encode_image(batch["image"]) if batch["image"] is not None else torch.empty(0)
+                )
+                yield WindowBatch(batch["kept"], embeddings, batch["filled"], batch["status"], batch["cloud"])
+                bar.update(len(batch["status"]))
+        dataset.reader.close()
+
+    return grid, batches()
+
+
+def window_table(scene: Scene, grid: WindowGrid) -> gpd.GeoDataFrame:
+    """One row per window: scene, window offsets, acquisition time, footprint (scene CRS)."""
+    rows, cols = np.divmod(np.arange(len(grid)), grid.cols)
+    table = gpd.GeoDataFrame(
+        {
+            "image": scene.name,
+            "window": [f"{r * grid.stride}:{c * grid.stride}" for r, c in zip(rows, cols, strict=True)],
+            "row": rows * grid.stride,
+            "col": cols * grid.stride,
+            "datetime": scene.datetime,
+        },
+        geometry=grid.footprints(scene),
+        crs=scene.crs,
+    )
+    table["datetime"] = table["datetime"].astype("datetime64[ns, UTC]")
+    return table
+
+
+def scan_scene(
+    model: MSClipModel, scene: Scene, consume: Callable[[WindowBatch], None], **kwargs
+) -> tuple[WindowGrid, gpd.GeoDataFrame]:
+    """Run every window through the model, handing each batch to ``consume``; the window table comes back
+    with each window's ``status`` (ok, nodata, cloud or an error), ``cloud_fraction`` and ``filled_fraction``."""
+    grid, batches = embed_windows(model, scene, **kwargs)
+    status, cloud, filled = [""] * len(grid), np.full(len(grid), np.nan), np.full(len(grid), np.nan)
+    for batch in batches:
+        consume(batch)
+        filled[batch.kept] = batch.filled
+        for k, value in batch.status.items():
+            status[k], cloud[k] = value, batch.cloud[k]
+    table = window_table(scene, grid)
+    table["status"], table["cloud_fraction"], table["filled_fraction"] = status, cloud, filled
+    return grid, table
+
+
+def embed_scene(model: MSClipModel, scene: Scene, **kwargs) -> gpd.GeoDataFrame:
+    """Window footprints (scene CRS) with embeddings (None where a window was skipped) and their status."""
+    embeddings: dict[int, list[float]] = {}
+
+    def keep(batch: WindowBatch) -> None:
+        embeddings.update(zip(batch.kept, batch.embeddings.tolist(), strict=True))
+
+    _, table = scan_scene(model, scene, keep, **kwargs)
+    table["embedding"] = [embeddings.get(k) for k in range(len(table))]
+    return table
+
+
+def write_geoparquet(table: gpd.GeoDataFrame, path: str, model: MSClipModel | None = None) -> None:
+    """GeoParquet, atomically, with the model's name recorded (so an index knows how to embed queries)."""
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    arrow = pq.read_table(io.BytesIO(buffer.getvalue()))
+    if model is not None:
+        record = json.dumps({"model": model.spec.name, "bands": list(model.bands)}).encode()
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), METADATA_KEY: record})
+    atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))

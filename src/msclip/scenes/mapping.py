@@ -1,0 +1,91 @@
+"""Zero-shot class maps of whole scenes: per-window class probabilities as a georeferenced COG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from rasterio import Affine
+
+from msclip.io import atomic_write
+from msclip.models import MSClipModel
+from msclip.scenes.embed import WindowBatch, scan_scene
+from msclip.scenes.source import Scene
+from msclip.text import class_embeddings, class_names, templates
+
+
+@dataclass
+class SceneMap:
+    """Probabilities (classes, rows, cols; NaN where a window was skipped) on the map grid, and the windows."""
+
+    classes: list[str]
+    probabilities: np.ndarray
+    transform: Affine
+    crs: str
+    windows: gpd.GeoDataFrame  # footprints with status, label, one column per class
+
+    @property
+    def label(self) -> np.ndarray:
+        """Index of the most probable class per window; -1 where skipped."""
+        skipped = np.isnan(self.probabilities[0])
+        return np.where(skipped, -1, np.nan_to_num(self.probabilities, nan=-1).argmax(axis=0))
+
+
+def map_scene(
+    model: MSClipModel,
+    scene: Scene,
+    classes: Sequence[str],
+    template_set: str | Sequence[str] = "msclip",
+    use_cache: bool = True,
+    **kwargs,
+) -> SceneMap:
+    """Zero-shot probabilities of ``classes`` for every window, as :func:`msclip.classify` scores a chip."""
+    names = class_names(list(classes))
+    prompts = templates(template_set) if isinstance(template_set, str) else list(template_set)
+    classifier = class_embeddings(model, names, prompts, use_cache=use_cache)
+    scores: dict[int, np.ndarray] = {}
+
+    def score(batch: WindowBatch) -> None:
+        if batch.kept:
+            probabilities = (model.logit_scale * batch.embeddings @ classifier.T).softmax(dim=-1)
+            scores.update(zip(batch.kept, probabilities.numpy(), strict=True))
+
+    grid, windows = scan_scene(model, scene, score, **kwargs)
+    probabilities = np.full((len(grid), len(names)), np.nan, dtype=np.float32)
+    if scores:
+        probabilities[list(scores)] = np.stack(list(scores.values()))
+    windows["label"] = [names[scores[k].argmax()] if k in scores else None for k in range(len(grid))]
+    for name, column in zip(names, probabilities.T, strict=True):
+        windows[name] = column
+    shaped = probabilities.T.reshape(len(names), grid.rows, grid.cols)
+    return SceneMap(names, shaped, grid.map_transform(scene), scene.crs, windows)
+
+
+def write_map(scene_map: SceneMap, path: str) -> None:
+    """A float32 COG: one band per class (probability), then the argmax class index; NaN/-1 where skipped."""
+    classes, rows, cols = scene_map.probabilities.shape
+    bands = np.concatenate([scene_map.probabilities, scene_map.label[None].astype(np.float32)])
+    bands[-1][scene_map.label < 0] = np.nan
+    profile = {
+        "driver": "COG",
+        "width": cols,
+        "height": rows,
+        "count": classes + 1,
+        "dtype": "float32",
+        "crs": scene_map.crs,
+        "transform": scene_map.transform,
+        "nodata": np.nan,
+        "compress": "deflate",
+    }
+
+    def write(tmp: str) -> None:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(bands)
+            for i, name in enumerate([*scene_map.classes, "label"], start=1):
+                dst.set_band_description(i, name)
+            dst.update_tags(classes="|".join(scene_map.classes), label_band=str(classes + 1))
+
+    atomic_write(path, write)

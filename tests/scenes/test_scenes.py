@@ -1,0 +1,146 @@
+"""Scene maps and embeddings on a synthetic 2,240 px scene made from the real chips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio import Affine
+from rasterio.windows import Window
+
+from msclip import classify
+from msclip.data import boa_offset_of
+from msclip.index import build_index, open_index
+from msclip.scenes import (
+    WindowOptions,
+    embed_scene,
+    is_scene,
+    map_scene,
+    open_scene,
+    write_geoparquet,
+    write_map,
+)
+from msclip.scenes.source import SceneReader
+from msclip.scenes.windows import window_grid
+
+from .synthetic import write_safe, write_scene
+
+CLASSES = ["ocean", "agriculture", "snow", "urban area"]
+
+
+@pytest.fixture(scope="module")
+def scene_path(tmp_path_factory, chip_paths):
+    folder = tmp_path_factory.mktemp("scene")
+    return write_scene(folder / "scene.tif", chip_paths, DATETIME="2023-06-01T13:22:41Z")
+
+
+@pytest.fixture(scope="module")
+def safe_path(tmp_path_factory, chip_paths):
+    return write_safe(
+        tmp_path_factory.mktemp("safe") / "S2A_MSIL2A_20230601T132241_N0509_R038_T22JGT.SAFE", chip_paths
+    )
+
+
+def test_map_is_georeferenced_skips_nodata_and_matches_classify(tiny_model, scene_path, tmp_path):
+    scene = open_scene(str(scene_path))
+    result = map_scene(tiny_model, scene, CLASSES, batch_size=16)
+    write_map(result, str(tmp_path / "map.tif"))
+    with rasterio.open(tmp_path / "map.tif") as src, rasterio.open(scene_path) as original:
+        assert src.driver == "GTiff" and src.count == len(CLASSES) + 1 and src.shape == (10, 10)
+        assert src.crs == original.crs and src.transform == original.transform @ Affine.scale(224)
+        assert src.descriptions == (*CLASSES, "label")
+        probabilities, label = src.read()[:-1], src.read(len(CLASSES) + 1)
+    ring = np.ones((10, 10), bool)
+    ring[1:-1, 1:-1] = False  # the 260 px nodata border fills the outer windows completely
+    assert np.isnan(probabilities[:, ring]).all() and np.isnan(label[ring]).all()
+    assert not np.isnan(probabilities[:, ~ring]).any()
+    np.testing.assert_allclose(probabilities[:, ~ring].sum(axis=0), 1, atol=1e-5)
+    np.testing.assert_array_equal(label[~ring], probabilities[:, ~ring].argmax(axis=0))
+    windows = result.windows
+    assert (windows["status"] == np.where(ring.ravel(), "nodata", "ok")).all()
+    assert windows.crs == original.crs
+    for row, col in [(4, 5), (1, 1)]:  # an inner window, and one with its top-left corner in the border
+        crop = tmp_path / f"crop_{row}_{col}.tif"
+        _write_crop(scene_path, Window(col * 224, row * 224, 224, 224), crop)
+        chip = classify(tiny_model, [str(crop)], CLASSES).table.iloc[0]
+        np.testing.assert_allclose(probabilities[:, row, col], chip[CLASSES].to_numpy(float), atol=1e-5)
+        assert windows.iloc[row * 10 + col]["filled_fraction"] == pytest.approx(chip["filled_fraction"])
+
+
+def test_overlapping_windows_put_map_pixels_at_window_centres(scene_path):
+    scene = open_scene(str(scene_path))
+    grid = window_grid(scene, 224, stride=112)
+    assert (grid.rows, grid.cols) == (19, 19) and grid.window(20) == Window(112, 112, 224, 224)
+    assert grid.map_transform(scene) == Affine(*scene.transform) @ Affine.translation(56, 56) @ Affine.scale(
+        112
+    )
+    centre = grid.footprints(scene)[20].centroid
+    assert grid.map_transform(scene) * (1.5, 1.5) == pytest.approx((centre.x, centre.y))
+
+
+def test_scene_embeddings_feed_the_index(tiny_model, scene_path, tmp_path):
+    table = embed_scene(tiny_model, open_scene(str(scene_path)), windows=WindowOptions(stride=448))
+    assert len(table) == 5 * 5 and table["embedding"].isna().sum() == (table["status"] != "ok").sum() == 9
+    write_geoparquet(table, str(tmp_path / "scene.parquet"), tiny_model)
+    build_index([str(tmp_path / "scene.parquet")], str(tmp_path / "idx"))
+    index = open_index(str(tmp_path / "idx"))
+    assert index.model_name == "msclip-tiny" and len(index) == 16
+    kept = table[table["status"] == "ok"]
+    query = np.asarray(kept["embedding"].iloc[4], dtype=np.float32)[None]
+    hits = index.search(query, top_k=2, start="2023-06-01", end="2023-06-01")
+    best = hits["id"].iloc[0]  # the mosaic repeats chips: the top hit is window 4 or an identical one
+    np.testing.assert_allclose(kept["embedding"].iloc[best], query[0], atol=1e-6)
+    assert hits["score"].iloc[0] == pytest.approx(1, abs=1e-5) and hits["image"].iloc[0] == str(scene_path)
+    assert str(hits["datetime"].iloc[0]) == "2023-06-01 13:22:41+00:00"
+    assert index.metadata["window"].iloc[best] == kept["window"].iloc[best]
+    assert hits.geometry.iloc[0].equals_exact(kept.to_crs(4326).geometry.iloc[best], tolerance=1e-9)
+    assert index.search(query, bbox=(0, 0, 1, 1)).empty  # far from this scene
+
+
+def test_safe_folder_bands_by_name_cloud_mask_and_offset(tiny_model, safe_path):
+    assert is_scene(str(safe_path), 224)
+    scene = open_scene(str(safe_path))
+    assert (scene.width, scene.height, scene.resolution) == (672, 672, 10.0)
+    assert set(scene.bands) >= {*tiny_model.bands, "SCL"}
+    assert "R10m" in scene.bands["B02"].href and "R20m" in scene.bands["B05"].href
+    reader = SceneReader(scene)
+    raster = reader.read(Window(224, 224, 224, 224), ("B02", "B05", "B01"))
+    assert raster.array.shape == (3, 224, 224) and boa_offset_of(raster) == 1000
+    assert str(scene.datetime) == "2023-06-01 13:22:41.024000+00:00"
+    table = embed_scene(tiny_model, scene)
+    assert table["status"].tolist() == ["cloud"] + ["ok"] * 8
+    assert table["cloud_fraction"].tolist() == [1.0] + [0.0] * 8
+
+
+def test_stac_item_with_band_assets(tiny_model, safe_path, tmp_path):
+    import pystac
+
+    scene = open_scene(str(safe_path))
+    item = pystac.Item(
+        "T22JGT", None, None, scene.datetime.to_pydatetime(), {"s2:processing_baseline": "05.09"}
+    )
+    keys = {"B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2", "B07": "rededge3",
+            "B08": "nir", "B8A": "nir08", "B11": "swir16", "B12": "swir22", "SCL": "scl"}  # fmt: skip
+    for band, key in keys.items():
+        item.add_asset(key, pystac.Asset(scene.bands[band].href))
+    item.save_object(dest_href=str(tmp_path / "item.json"), include_self_link=False)
+    stac = open_scene(str(tmp_path / "item.json"))
+    assert stac.bands["B8A"] == scene.bands["B8A"] and stac.tags["PROCESSING_BASELINE"] == "05.09"
+    table = embed_scene(tiny_model, stac)
+    np.testing.assert_allclose(
+        np.stack(table["embedding"].iloc[1:]),
+        np.stack(embed_scene(tiny_model, scene)["embedding"].iloc[1:]),
+        atol=1e-6,
+    )
+
+
+def test_chips_are_not_scenes(chip_paths, scene_path):
+    assert not is_scene(str(chip_paths[0]), 224) and is_scene(str(scene_path), 224)
+
+
+def _write_crop(path, window: Window, target) -> None:
+    with rasterio.open(path) as src:
+        profile = src.profile | {"width": 224, "height": 224, "transform": src.window_transform(window)}
+        with rasterio.open(target, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+            dst.update_tags(**src.tags())
