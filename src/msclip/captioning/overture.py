@@ -116,13 +116,12 @@ class OvertureIndex:
         result = [ChipTags() for _ in range(len(footprints))]
         if not len(chip):
             return result
-        parts = shapely.intersection(self._geometry[feature], footprints[chip])
-        dims = self._dims[feature]
+        area, length = _overlap(self._geometry[feature], self._dims[feature], footprints[chip])
         hits = self.features.iloc[feature][["class", "subtype", "name"]].reset_index(drop=True)
         hits["chip"] = chip
         hits["feature"] = feature
-        hits["area"] = np.where(dims == 2, shapely.area(parts) / shapely.area(footprints[chip]), 0.0)
-        hits["length"] = np.where(dims == 1, shapely.length(parts), 0.0)
+        hits["area"] = area
+        hits["length"] = length
         hits["count"] = 1
         tags = pd.concat([hits.assign(label=hits["subtype"]), hits.assign(label=hits["class"])])
         labelled = hits[hits["name"].notna()]
@@ -133,14 +132,36 @@ class OvertureIndex:
         return result
 
 
-def _ranked(hits: pd.DataFrame) -> pd.Series:
+def _overlap(geometry: np.ndarray, dims: np.ndarray, footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Share of each footprint a polygon covers, and the length of each line inside it.
+
+    The exact (slow) intersection is computed only for features that cross the footprint's edge: points need
+    none, features inside it count whole, and a polygon covering the whole footprint covers all of it.
+    """
+    shapely.prepare(footprint)
+    inside = shapely.covers(footprint, geometry)
+    crossing = (dims > 0) & ~inside
+    covering = crossing & (dims == 2) & shapely.covers(geometry, footprint)
+    crossing &= ~covering
+    parts = geometry.copy()
+    parts[crossing] = shapely.intersection(geometry[crossing], footprint[crossing])
+    area = np.where(dims == 2, shapely.area(parts) / shapely.area(footprint), 0.0)
+    area[covering] = 1.0
+    length = np.where(dims == 1, shapely.length(parts), 0.0)
+    return area, length
+
+
+def _ranked(hits: pd.DataFrame) -> dict[int, list[str]]:
     """Per chip, its distinct labels ordered by total area, then length, then number of features."""
     hits = hits[hits["label"].notna()].drop_duplicates(["chip", "feature", "label"])
     totals = hits.groupby(["chip", "label"], sort=False)[["area", "length", "count"]].sum().reset_index()
     totals = totals.sort_values(
         ["chip", "area", "length", "count", "label"], ascending=[True, False, False, False, True]
     )
-    return totals.groupby("chip", sort=False)["label"].agg(list)
+    chips = totals["chip"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, chips[1:] != chips[:-1]])
+    groups = np.split(totals["label"].to_numpy(), starts[1:])
+    return {int(chips[start]): group.tolist() for start, group in zip(starts, groups, strict=True)}
 
 
 def _parquet_files(source: Path) -> list[Path]:
