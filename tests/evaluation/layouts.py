@@ -67,6 +67,31 @@ BEN_LABELS = [
 BEN_RESOLUTION = {"B02": 120, "B03": 120, "B04": 120, "B08": 120, "B01": 20, "B09": 20}
 
 
+def write_band_files(folder: Path, name: str, chip: Path) -> None:
+    """One BigEarthNet patch: ``<name>_<band>.tif`` per band at its own resolution, from a chip's corner."""
+    folder.mkdir(parents=True)
+    array = read_array(chip)[:, :120, :120]
+    for b, band in enumerate(LAYOUTS["L2A"]):
+        size = BEN_RESOLUTION.get(band, 60)
+        layer = array[b, :: 120 // size, :: 120 // size][None]
+        write_geotiff(folder / f"{name}_{band}.tif", np.ascontiguousarray(layer), like=chip)
+
+
+def bigearthnet_v2(root: Path) -> list[str]:
+    """reBEN: ``metadata.parquet`` (patch_id, 19-class labels, split) and ``BigEarthNet-S2/<tile>/<patch>/``.
+    Returns the test patch ids (patches 1 and 3 are in the train split)."""
+    import pandas as pd
+
+    rows = []
+    for p, chip in enumerate(chips()):
+        patch_id = f"S2B_MSIL2A_20170808T094029_N9999_R036_T35ULA_{p}_{p + 10}"
+        write_band_files(root / "BigEarthNet-S2" / patch_id.rsplit("_", 2)[0] / patch_id, patch_id, chip)
+        labels = ["Arable land", "Pastures"] if p % 2 == 0 else ["Coniferous forest"]
+        rows.append({"patch_id": patch_id, "labels": labels, "split": "train" if p in (1, 3) else "test"})
+    pd.DataFrame(rows).to_parquet(root / "metadata.parquet")
+    return [r["patch_id"] for r in rows if r["split"] == "test"]
+
+
 def bigearthnet_v1(root: Path, split: bool = True) -> list[str]:
     """BigEarthNet-S2 v1.0: ``BigEarthNet-v1.0/<patch>/<patch>_B01.tif`` (10 m bands 120 px, 20 m 60 px,
     60 m 20 px) with ``<patch>_labels_metadata.json``; ``bigearthnet-test.csv`` pairs S2 and S1 names.
@@ -75,12 +100,7 @@ def bigearthnet_v1(root: Path, split: bool = True) -> list[str]:
     for p, chip in enumerate(chips()):
         name = f"S2A_MSIL2A_20170717T113321_{p}_{p + 40}"
         folder = root / "BigEarthNet-v1.0" / name
-        folder.mkdir(parents=True)
-        array = read_array(chip)[:, :120, :120]
-        for b, band in enumerate(LAYOUTS["L2A"]):
-            size = BEN_RESOLUTION.get(band, 60)
-            layer = array[b, :: 120 // size, :: 120 // size][None]
-            write_geotiff(folder / f"{name}_{band}.tif", np.ascontiguousarray(layer), like=chip)
+        write_band_files(folder, name, chip)
         metadata = {
             "labels": BEN_LABELS[p],
             "coordinates": {},

@@ -71,6 +71,20 @@ def test_bigearthnet_without_split_uses_every_patch(tmp_path):
     assert len(dataset.samples) == 5 and "no split file" in dataset.notes[0]
 
 
+def test_bigearthnet_v2_reben_layout(tmp_path):
+    test = layouts.bigearthnet_v2(tmp_path / "reBEN")
+    dataset = resolve("bigearthnet-v2-ms", tmp_path)
+    assert [s.name.rsplit("/", 1)[-1] for s in dataset.samples] == test
+    assert np.flatnonzero(dataset.targets()[0]).tolist() == [2, 4]
+    assert load_raster(dataset.samples[0]).array.shape == (12, 120, 120)
+
+
+def test_eurosat_rgb_zip_layout(tmp_path):
+    files = layouts.rgb_folder(tmp_path / "EuroSAT" / "2750", classes=("Forest", "River"))
+    dataset = resolve("eurosat-rgb", tmp_path)
+    assert dataset.classes == ["forest", "river"] and len(dataset.samples) == len(files)
+
+
 def test_meter_ml_folders_get_the_reference_class_names(tmp_path):
     files = layouts.meter_ml(tmp_path / "METERML_MS")
     dataset = resolve("meterml-ms", tmp_path)
