@@ -47,6 +47,10 @@ def test_official_layout_loads_strictly_and_gives_its_weights(official_checkpoin
     with torch.no_grad():
         reference = torch.nn.functional.normalize(model.clip.encode_image(images), dim=-1)
     assert torch.allclose(model.encode_image(images), reference, atol=1e-6)
+    prompts = ["snow", "a satellite image showing a river next to fields and a small village."]
+    with torch.no_grad():
+        full_context = torch.nn.functional.normalize(model.clip.encode_text(model.tokenizer(prompts)), dim=-1)
+    assert torch.allclose(model.encode_text(prompts), full_context, atol=1e-5)  # trimmed context is exact
 
 
 @pytest.mark.slow
