@@ -81,7 +81,7 @@ def list_fields() -> set[str]:
 
 
 def make_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
-    """Defaults, then the YAML file's keys, then ``overrides`` (None values in overrides mean 'not given')."""
+    """Defaults, then the YAML file's keys, then ``overrides``."""
     values: dict = {}
     if path:
         try:
@@ -91,7 +91,7 @@ def make_config(path: str | Path | None = None, overrides: dict | None = None) -
         if not isinstance(loaded, dict):
             raise MSClipError(f"config {path} must be a mapping of option: value")
         values.update({k.replace("-", "_"): v for k, v in loaded.items()})
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values.update(overrides or {})
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise MSClipError(f"unknown training option(s): {', '.join(unknown)}")

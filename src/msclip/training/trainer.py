@@ -225,6 +225,9 @@ class Trainer:
                     loss = self.train_step(batch)
                     self.step += 1
                     self.batch_in_epoch += 1
+                    epoch_done = self.batch_in_epoch >= self.steps_per_epoch
+                    if epoch_done:
+                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                     elapsed, started = time.perf_counter() - started, time.perf_counter()
                     summary = {
                         "step": self.step,
@@ -234,11 +237,11 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}")
                     self._after_step(summary, logger)
-                    if self.step >= stop or self.batch_in_epoch >= self.steps_per_epoch:
+                    if self.step >= stop or epoch_done:
                         break
-                if self.step == before:
-                    raise MSClipError("the training data gave no batch in a whole epoch")
-                if self.batch_in_epoch >= self.steps_per_epoch or self.step < stop:
+                else:  # the data ran out before steps_per_epoch (WebDataset shards): next epoch
+                    if self.step == before:
+                        raise MSClipError("the training data gave no batch in a whole epoch")
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         finally:
             bar.close()
