@@ -17,7 +17,8 @@ def mosaic(chips: list[Path], size: int, border: int) -> tuple[np.ndarray, dict]
     for path in chips:
         with rasterio.open(path) as src:
             tiles.append(src.read())
-            profile = src.profile
+    with rasterio.open(chips[0]) as src:
+        profile = src.profile
     n = -(-size // 224)
     rows = []
     for i in range(n):

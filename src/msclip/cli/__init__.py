@@ -14,7 +14,14 @@ import sys
 from msclip.errors import MSClipError
 
 #: Modules that add subcommands; each has ``register(subparsers)``.
-COMMAND_MODULES = ("msclip.cli.core", "msclip.cli.app", "msclip.cli.evaluate", "msclip.cli.caption", "msclip.cli.train")
+COMMAND_MODULES = (
+    "msclip.cli.core",
+    "msclip.cli.app",
+    "msclip.cli.evaluate",
+    "msclip.cli.caption",
+    "msclip.cli.train",
+    "msclip.cli.scenes",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from msclip.cli.common import (
     show_table,
     stream_options_from,
 )
+from msclip.cli.scenes import add_window_options
 
 
 def register(subparsers) -> None:
@@ -33,10 +34,11 @@ def register(subparsers) -> None:
     add_model_options(p)
     p.set_defaults(run=run_retrieve)
 
-    p = subparsers.add_parser("embed", help="L2-normalised image embeddings")
+    p = subparsers.add_parser("embed", help="L2-normalised embeddings of chips or scene windows")
     add_input_options(p)
-    p.add_argument("--output", required=True, help=".parquet, .csv or .json")
+    p.add_argument("--output", required=True, help=".parquet, .csv or .json; for scenes .parquet or a folder")
     add_model_options(p)
+    add_window_options(p)
     p.set_defaults(run=run_embed)
 
     p = subparsers.add_parser("models", help="list the registered models")
@@ -81,7 +83,12 @@ def run_retrieve(args: argparse.Namespace) -> int:
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    from msclip.cli.scenes import run_scene_embed, scene_inputs
     from msclip.zeroshot import embed
+
+    scenes = scene_inputs(args)
+    if scenes:
+        return run_scene_embed(args, scenes)
 
     _check_inputs(args)
     model = load_model_from(args)

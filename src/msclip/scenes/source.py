@@ -105,7 +105,7 @@ def is_scene(location: str, chip_size: int) -> bool:
         return True
     path = Path(location)
     if path.is_dir():
-        return path.suffix.upper() == ".SAFE" or bool(_band_files(path))
+        return _is_safe(path) or {"B02", "B03", "B04"} <= set(_band_files(path))
     if path.suffix.lower() not in {".tif", ".tiff", ".jp2", ".vrt"} or not path.is_file():
         return False
     try:
@@ -150,17 +150,21 @@ def _raster_scene(path: str, layout: str | None, bands: list[str] | None) -> Sce
 
 def _folder_scene(path: Path) -> Scene:
     """A .SAFE product (bands under GRANULE/*/IMG_DATA) or any folder of per-band files; finest file per band."""
-    found = _band_files(path)
+    found = _band_files(path, recursive=_is_safe(path))
     if not found:
         raise MSClipError(f"{path}: no band files (names with B02, B8A, SCL, ...) in this folder")
     tags = _safe_tags(path)
     return _grid_scene(str(path), {name: BandSource(str(f)) for name, f in found.items()}, tags)
 
 
-def _band_files(folder: Path) -> dict[str, Path]:
+def _is_safe(folder: Path) -> bool:
+    return folder.suffix.upper() == ".SAFE" or (folder / "MTD_MSIL2A.xml").is_file()
+
+
+def _band_files(folder: Path, recursive: bool = False) -> dict[str, Path]:
     """Band name -> file, preferring the finest resolution when a band comes at several (as in SAFE R10m/R20m)."""
     best: dict[str, tuple[int, Path]] = {}
-    for file in sorted(folder.rglob("*")):
+    for file in sorted(folder.rglob("*") if recursive else folder.iterdir()):
         match = _BAND_FILE.search(file.stem)
         if not match or file.suffix.lower() not in _BAND_SUFFIXES or "QI_DATA" in file.parts:
             continue

@@ -1,0 +1,242 @@
+"""map, index build/add/search, and the scene branch of embed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from msclip.cli.common import (
+    add_input_options,
+    add_model_options,
+    input_options_from,
+    report_skipped,
+    show_table,
+)
+from msclip.errors import MSClipError
+
+#: Output types of search hits, by extension.
+HIT_SUFFIXES = (".geojson", ".parquet", ".csv", ".json")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("map", help="zero-shot class map of a whole scene (COG + window footprints)")
+    add_input_options(p)
+    p.add_argument("--classes", nargs="+", required=True, help="class names, or one .txt/.yaml file")
+    p.add_argument("--templates", default="msclip", help="msclip, clip, rs5m, or a .txt/.yaml file")
+    p.add_argument(
+        "--output", required=True, help="map GeoTIFF (COG): one probability band per class + argmax"
+    )
+    p.add_argument("--footprints", help="GeoParquet of windows with scores (default: beside --output)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached class embeddings")
+    add_window_options(p)
+    add_model_options(p)
+    p.set_defaults(run=run_map)
+
+    index = subparsers.add_parser("index", help="build, grow and search an embedding index").add_subparsers(
+        dest="index_command", required=True, metavar="ACTION"
+    )
+    p = index.add_parser("build", help="index embedding files (from msclip embed)")
+    p.add_argument("files", nargs="+", help="embedding .parquet files or folders of them")
+    p.add_argument("--output", required=True, help="index folder")
+    p.add_argument(
+        "--kind", choices=["auto", "flat", "ivf", "hnsw"], default="auto", help="auto: exact when small"
+    )
+    p.set_defaults(run=run_index_build)
+
+    p = index.add_parser("add", help="add embedding files to an index without rebuilding it")
+    p.add_argument("index", help="index folder")
+    p.add_argument("files", nargs="+", help="embedding .parquet files or folders of them")
+    p.set_defaults(run=run_index_add)
+
+    p = index.add_parser("search", help="text-to-image (--query) or image-to-image (--like) search")
+    p.add_argument("index", help="index folder")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--query", nargs="+", help="text queries, or one .txt/.yaml file")
+    what.add_argument("--like", nargs="+", help="images (chips) to find similar ones to")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--bbox", nargs=4, type=float, metavar=("MINLON", "MINLAT", "MAXLON", "MAXLAT"))
+    p.add_argument("--start", help="first date (YYYY-MM-DD or ISO time, inclusive)")
+    p.add_argument("--end", help="last date (inclusive)")
+    p.add_argument("--output", help="hits as .geojson or .parquet (open in QGIS), .csv or .json")
+    add_model_options(p)
+    p.set_defaults(run=run_index_search, model=None)  # default: the model the index was made with
+
+
+def add_window_options(parser: argparse.ArgumentParser) -> None:
+    """Sliding-window and batch-engine options of scene inputs (also on ``msclip embed``)."""
+    group = parser.add_argument_group(
+        "scenes (inputs larger than the model's chip, .SAFE folders, STAC items)"
+    )
+    group.add_argument(
+        "--stride", type=int, help="pixels between windows (default: the chip size, no overlap)"
+    )
+    group.add_argument(
+        "--min-valid", type=float, default=0.5, help="skip windows with less valid data than this"
+    )
+    group.add_argument(
+        "--max-cloud", type=float, default=0.5, help="skip windows cloudier than this (SCL band)"
+    )
+    group.add_argument(
+        "--engine", choices=["local", "dask"], default="local", help="where scenes are embedded"
+    )
+    group.add_argument("--cluster", help="Dask scheduler address (tcp://host:8786); implies --engine dask")
+
+
+def scene_inputs(args: argparse.Namespace) -> list[str] | None:
+    """The inputs as scenes, None when they are chips; mixing both is a user error."""
+    from msclip.io import iter_paths
+    from msclip.models.registry import spec_for
+    from msclip.scenes import is_scene
+
+    size = spec_for(args.model).image_size
+    scenes, chips = [], []
+    for item in args.inputs:
+        if is_scene(item, size):
+            scenes.append(item)
+            continue
+        for path in iter_paths([item]):
+            (scenes if is_scene(path, size) else chips).append(path)
+    if scenes and chips:
+        raise MSClipError(f"give scenes and chips in separate calls (scenes: {scenes[0]}, chips: {chips[0]})")
+    return scenes or None
+
+
+def run_scene_embed(args: argparse.Namespace, scenes: list[str]) -> int:
+    """``msclip embed SCENE... --output scene.parquet | folder/``: window footprints + embeddings per scene."""
+    from msclip.scenes.engine import embed_scenes, scene_outputs
+
+    single = args.output.lower().endswith(".parquet")
+    if single and len(scenes) > 1:
+        raise MSClipError(f"{len(scenes)} scenes: give a folder as --output (one GeoParquet per scene)")
+    outputs = [args.output] if single else scene_outputs(scenes, args.output)
+    report = embed_scenes(
+        scenes, outputs, _model_args(args), _scene_job(args), args.engine, args.cluster, resume=not single
+    )
+    for output in report.written:
+        print(f"wrote {output}")
+    if report.existing:
+        print(f"{len(report.existing)} scene(s) already done in {args.output} (not redone)")
+    return report_skipped(report.skipped)
+
+
+def run_map(args: argparse.Namespace) -> int:
+    from msclip.cli.common import load_model_from
+    from msclip.scenes import map_scene, open_scene, write_geoparquet, write_map
+
+    if len(args.inputs) != 1:
+        raise MSClipError("msclip map takes one scene")
+    options = input_options_from(args)
+    scene = open_scene(args.inputs[0], options.layout, list(options.bands) if options.bands else None)
+    model = load_model_from(args)
+    job = _scene_job(args)
+    result = map_scene(
+        model,
+        scene,
+        args.classes,
+        args.templates,
+        use_cache=not args.no_cache,
+        options=options,
+        windows=job.windows,
+        batch_size=job.batch_size,
+        workers=job.workers,
+        progress=True,
+    )
+    footprints = args.footprints or str(Path(args.output).with_suffix(".parquet"))
+    write_map(result, args.output)
+    write_geoparquet(result.windows, footprints, model)
+    counts = result.windows["status"].value_counts().rename_axis("status").reset_index(name="windows")
+    show_table(counts, f"{scene.name}: {len(result.windows)} windows")
+    print(f"wrote {args.output} and {footprints}")
+    return 0
+
+
+def run_index_build(args: argparse.Namespace) -> int:
+    from msclip.index import build_index, open_index
+
+    build_index(args.files, args.output, args.kind)
+    index = open_index(args.output)
+    print(f"indexed {len(index)} vectors ({index.kind}, {index.dim} dimensions) in {args.output}")
+    return 0
+
+
+def run_index_add(args: argparse.Namespace) -> int:
+    from msclip.index import add_to_index, open_index
+
+    before = len(open_index(args.index))
+    add_to_index(args.index, args.files)
+    print(f"added {len(open_index(args.index)) - before} vectors to {args.index}")
+    return 0
+
+
+def run_index_search(args: argparse.Namespace) -> int:
+    from msclip.index import open_index
+    from msclip.models import load_model
+
+    index = open_index(args.index)
+    if args.output and not args.output.lower().endswith(HIT_SUFFIXES):
+        raise MSClipError(f"unsupported output type for {args.output}; use {', '.join(HIT_SUFFIXES)}")
+    name = args.model or index.model_name or "Llama3-MS-CLIP-Base"
+    model = load_model(name, args.checkpoint, device=args.device, precision=args.precision, backend=args.backend,
+                       revision=args.revision, sha256=args.sha256)  # fmt: skip
+    labels, queries, skipped = _queries(args, model)
+    hits = index.search(queries, args.top_k, tuple(args.bbox) if args.bbox else None, args.start, args.end)
+    hits.insert(1, "query", [labels[q] for q in hits["query_id"]])
+    if args.output:
+        write_hits(hits, args.output)
+    view = hits[["query", "rank", "score", "image", "datetime"]].copy()
+    view["image"] = view["image"].map(lambda p: Path(p).name)
+    show_table(view, f"search in {args.index} ({len(index)} vectors)")
+    if args.output:
+        print(f"wrote {len(hits)} hits to {args.output}")
+    return report_skipped(skipped)
+
+
+def _queries(args: argparse.Namespace, model):
+    """(labels, unit vectors, skipped) from text queries or example images."""
+    import numpy as np
+
+    from msclip.text import class_names
+    from msclip.zeroshot import embed
+
+    if args.query:
+        labels = class_names(args.query)
+        return labels, model.encode_text(labels).numpy(), []
+    result = embed(model, args.like)
+    if result.table.empty:
+        raise MSClipError("none of the --like images could be used")
+    return result.table["image"].tolist(), np.stack(result.table["embedding"].to_list()), result.skipped
+
+
+def write_hits(hits, path: str) -> None:
+    """GeoJSON or GeoParquet (EPSG:4326, open in QGIS), or CSV/JSON with the footprint as WKT."""
+    from msclip.io import atomic_write, write_table
+
+    hits = hits.copy()
+    hits["datetime"] = [None if t is None else t.isoformat() for t in hits["datetime"]]
+    suffix = Path(path).suffix.lower()
+    if suffix == ".geojson":
+        atomic_write(path, lambda tmp: hits.to_file(tmp, driver="GeoJSON"))
+    elif suffix == ".parquet":
+        atomic_write(path, lambda tmp: hits.to_parquet(tmp, index=False))
+    else:
+        write_table(hits.to_wkt(), path)
+
+
+def _model_args(args: argparse.Namespace):
+    from msclip.scenes.engine import ModelArgs
+
+    return ModelArgs(
+        args.model, args.checkpoint, args.device, args.precision, args.backend, args.revision, args.sha256
+    )
+
+
+def _scene_job(args: argparse.Namespace):
+    from msclip.scenes.embed import WindowOptions
+    from msclip.scenes.engine import SceneJob
+
+    windows = WindowOptions(args.stride, args.min_valid, args.max_cloud)
+    if args.workers is not None:
+        workers = args.workers
+    else:  # Dask workers cannot start DataLoader processes: the cluster gives the parallelism there
+        workers = 0 if (getattr(args, "engine", "local") == "dask" or getattr(args, "cluster", None)) else 2
+    return SceneJob(input_options_from(args), windows, args.batch_size, workers)

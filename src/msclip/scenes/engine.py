@@ -1,0 +1,153 @@
+"""Batch embedding of many scenes, here or on a Dask cluster: one task per scene, one GeoParquet per scene.
+
+A finished scene's file exists (written atomically), so a rerun skips it: batches are resumable. Each
+worker process loads the model once and keeps it for all its scenes; with a GPU it runs there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from msclip.data import InputOptions
+from msclip.errors import MSClipError
+from msclip.models import MSClipModel, load_model
+from msclip.scenes.embed import WindowOptions, embed_scene, write_geoparquet
+from msclip.scenes.source import open_scene
+
+ENGINES = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """What :func:`msclip.load_model` needs, as plain data a cluster can ship to its workers."""
+
+    name: str = "Llama3-MS-CLIP-Base"
+    checkpoint: str | None = None
+    device: str | None = None
+    precision: str = "fp32"
+    backend: str = "torch"
+    revision: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """Everything one scene's task needs besides the model."""
+
+    options: InputOptions = field(default_factory=InputOptions)
+    windows: WindowOptions = field(default_factory=WindowOptions)
+    batch_size: int = 32
+    workers: int = 0
+
+
+@dataclass
+class BatchReport:
+    """Outputs written now, outputs already there (not redone), and scenes that failed, as (scene, reason)."""
+
+    written: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@cache
+def worker_model(args: ModelArgs) -> MSClipModel:
+    """The model, loaded once per process (a Dask worker embeds many scenes with it)."""
+    return load_model(
+        args.name,
+        args.checkpoint,
+        device=args.device,
+        precision=args.precision,
+        backend=args.backend,
+        revision=args.revision,
+        sha256=args.sha256,
+    )
+
+
+def embed_scene_to_file(location: str, output: str, model_args: ModelArgs, job: SceneJob) -> str:
+    """One task: embed a scene's windows into a GeoParquet at ``output``."""
+    model = worker_model(model_args)
+    scene = open_scene(location, job.options.layout, list(job.options.bands) if job.options.bands else None)
+    table = embed_scene(
+        model, scene, options=job.options, windows=job.windows, batch_size=job.batch_size, workers=job.workers
+    )
+    write_geoparquet(table, output, model)
+    return output
+
+
+def scene_outputs(locations: list[str], folder: str) -> list[str]:
+    """One output per scene in ``folder``, named after the scene (plus a hash of its path if names clash)."""
+    stems = [Path(location.rstrip("/")).stem or "scene" for location in locations]
+    names = [
+        f"{stem}-{hashlib.sha1(location.encode()).hexdigest()[:8]}" if stems.count(stem) > 1 else stem
+        for stem, location in zip(stems, locations, strict=True)
+    ]
+    return [str(Path(folder) / f"{name}.parquet") for name in names]
+
+
+def embed_scenes(
+    locations: list[str],
+    outputs: list[str],
+    model_args: ModelArgs,
+    job: SceneJob,
+    engine: str = "local",
+    cluster: str | None = None,
+    resume: bool = True,
+) -> BatchReport:
+    """Embed each scene into its output; scenes whose output exists are left alone when ``resume``.
+
+    ``engine="dask"`` sends one task per scene to the Dask scheduler at ``cluster`` (``tcp://host:8786``),
+    or to a local cluster of one worker process per core when no address is given.
+    """
+    if engine not in ENGINES:
+        raise MSClipError(f"unknown engine {engine!r}; use {', '.join(ENGINES)}")
+    report = BatchReport()
+    todo = []
+    for location, output in zip(locations, outputs, strict=True):
+        if resume and Path(output).is_file():
+            report.existing.append(output)
+        else:
+            todo.append((location, output))
+    if todo:
+        run = _run_dask if engine == "dask" or cluster else _run_here
+        run(todo, model_args, job, cluster, report)
+    return report
+
+
+def _run_here(todo, model_args: ModelArgs, job: SceneJob, cluster, report: BatchReport) -> None:
+    for location, output in tqdm(todo, unit="scene", desc="scenes", disable=len(todo) < 2):
+        _record(
+            report, location, lambda loc=location, out=output: embed_scene_to_file(loc, out, model_args, job)
+        )
+
+
+def _run_dask(todo, model_args: ModelArgs, job: SceneJob, cluster: str | None, report: BatchReport) -> None:
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    local = None if cluster else LocalCluster(threads_per_worker=1, dashboard_address=None)
+    try:
+        with Client(cluster or local) as client:
+            futures = {
+                client.submit(
+                    embed_scene_to_file, location, output, model_args, job, key=f"embed-{output}"
+                ): location
+                for location, output in todo
+            }
+            for future in tqdm(as_completed(futures), total=len(futures), unit="scene", desc="scenes"):
+                _record(report, futures[future], future.result)
+    finally:
+        if local is not None:
+            local.close()
+
+
+def _record(report: BatchReport, location: str, task: Callable[[], str]) -> None:
+    """Run (or collect) one scene's task; a user-level problem with that scene skips it, not the batch."""
+    try:
+        report.written.append(task())
+    except MSClipError as exc:
+        report.skipped.append((location, str(exc) if location in str(exc) else f"{location}: {exc}"))

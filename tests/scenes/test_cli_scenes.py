@@ -1,0 +1,99 @@
+"""msclip map / embed SCENE / index build, add, search, and the Dask engine, end to end."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+
+from msclip.cli import main
+
+from .synthetic import write_scene
+
+TINY = ["--model", "msclip-tiny", "--device", "cpu", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory, chip_paths):
+    folder = tmp_path_factory.mktemp("scenes")
+    return [
+        write_scene(folder / "north.tif", chip_paths, size=672, border=0, DATETIME="2023-06-01T10:00:00Z"),
+        write_scene(
+            folder / "south.tif", chip_paths[::-1], size=448, border=0, DATETIME="2024-02-01T10:00:00Z"
+        ),
+    ]
+
+
+def test_map_writes_cog_and_footprints(scenes, tmp_path, capsys):
+    code = main(
+        ["map", str(scenes[0]), "--classes", "ocean", "snow", "--output", str(tmp_path / "m.tif"), *TINY]
+    )
+    assert code == 0
+    with rasterio.open(tmp_path / "m.tif") as src:
+        assert src.shape == (3, 3) and src.count == 3 and src.tags()["classes"] == "ocean|snow"
+    windows = gpd.read_parquet(tmp_path / "m.parquet")
+    assert len(windows) == 9 and (windows["status"] == "ok").all()
+    np.testing.assert_allclose(windows[["ocean", "snow"]].sum(axis=1), 1, atol=1e-5)
+
+
+def test_embed_scenes_index_and_search(scenes, tmp_path, chip_paths):
+    out = tmp_path / "embeddings"
+    assert main(["embed", *map(str, scenes), "--output", str(out), *TINY]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["north.parquet", "south.parquet"]
+    north = gpd.read_parquet(out / "north.parquet")
+    assert len(north) == 9 and north.crs.to_epsg() == 32722 and len(north["embedding"].iloc[0]) == 32
+
+    idx = str(tmp_path / "idx")
+    assert main(["index", "build", str(out / "north.parquet"), "--output", idx]) == 0
+    assert main(["index", "add", idx, str(out)]) == 0  # north is in already; south is added
+    hits_file = tmp_path / "hits.geojson"
+    args = ["index", "search", idx, "--query", "a river", "snow", "--top-k", "20", "--output", str(hits_file)]
+    assert main([*args, "--start", "2024-01-01", "--device", "cpu"]) == 0
+    hits = gpd.read_file(hits_file)
+    assert hits.crs.to_epsg() == 4326 and len(hits) == 2 * 4  # only south (4 windows) is dated 2024
+    assert set(hits["query"]) == {"a river", "snow"} and (hits["image"] == str(scenes[1])).all()
+    like = tmp_path / "like.parquet"
+    assert (
+        main(["index", "search", idx, "--like", str(chip_paths[0]), "--top-k", "5", "--output", str(like)])
+        == 0
+    )
+    assert len(gpd.read_parquet(like)) == 5
+
+
+def test_dask_engine_matches_local_and_resumes(scenes, tmp_path):
+    from dask.distributed import LocalCluster
+
+    local_out, dask_out = tmp_path / "local", tmp_path / "dask"
+    assert main(["embed", *map(str, scenes), "--output", str(local_out), *TINY]) == 0
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        args = [
+            "embed",
+            *map(str, scenes),
+            "--output",
+            str(dask_out),
+            *TINY,
+            "--cluster",
+            cluster.scheduler_address,
+        ]
+        assert main(args) == 0
+        stamps = {p: p.stat().st_mtime_ns for p in dask_out.iterdir()}
+        assert main(args) == 0  # finished scenes are not redone
+        assert {p: p.stat().st_mtime_ns for p in dask_out.iterdir()} == stamps
+    for name in ("north.parquet", "south.parquet"):
+        a, b = pd.read_parquet(local_out / name), pd.read_parquet(dask_out / name)
+        np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), atol=1e-6)
+
+
+def test_scene_mistakes(scenes, chip_paths, tmp_path, capsys):
+    assert main(["embed", str(scenes[0]), str(chip_paths[0]), "--output", str(tmp_path / "x"), *TINY]) == 1
+    assert "separate calls" in capsys.readouterr().err
+    assert main(["embed", *map(str, scenes), "--output", str(tmp_path / "x.parquet"), *TINY]) == 1
+    rgb = tmp_path / "rgb.tif"
+    with rasterio.open(scenes[1]) as src:
+        profile = src.profile | {"count": 3}
+        with rasterio.open(rgb, "w", **profile) as dst:
+            dst.write(src.read([4, 3, 2]))
+    assert main(["embed", str(rgb), str(scenes[1]), "--output", str(tmp_path / "y"), *TINY]) == 3
+    assert "no band" in capsys.readouterr().err
