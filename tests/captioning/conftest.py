@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import zipfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -111,3 +113,36 @@ def tiny_vlm(tmp_path_factory) -> Path:
     from tests.captioning.tiny_vlm import build_tiny_llava_next
 
     return build_tiny_llava_next(tmp_path_factory.mktemp("tiny-llava-next"))
+
+
+@pytest.fixture(scope="session")
+def ssl4eo_zarr(tmp_path_factory, chip_paths) -> Path:
+    """A zipped SSL4EO-S12 v1.1-style Zarr file: samples 'a' (chip 1's pixels and centre) and 'b' (chip 4's),
+    two timestamps each, per-sample centre lat/lon and EPSG code."""
+    import numpy as np
+    import xarray as xr
+
+    rasters = [read(chip_paths[1]), read(chip_paths[4])]
+    centres = [footprint(r).centroid for r in rasters]
+    data = np.stack([np.stack([r.array, r.array]) for r in rasters]).astype("int16")
+    dataset = xr.Dataset(
+        {
+            "bands": (("sample", "time", "band", "y", "x"), data),
+            "center_lat": ("sample", [c.y for c in centres]),
+            "center_lon": ("sample", [c.x for c in centres]),
+            "crs": ("sample", [int(r.crs.split(":")[1]) for r in rasters]),
+            "time_": (
+                ("sample", "time"),
+                np.array([["2021-03-01", "2021-07-01"]] * 2, dtype="datetime64[ns]"),
+            ),
+        },
+        coords={"sample": np.array(["a", "b"], dtype=object), "band": list(rasters[0].bands)},
+    )
+    folder = tmp_path_factory.mktemp("ssl4eo")
+    dataset.to_zarr(folder / "tmp.zarr", zarr_format=2, consolidated=True)  # the published files are Zarr v2
+    path = folder / "ssl4eo_s12_000001.zarr.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted((folder / "tmp.zarr").rglob("*")):
+            archive.write(file, file.relative_to(folder / "tmp.zarr").as_posix())
+    shutil.rmtree(folder / "tmp.zarr")
+    return path

@@ -48,3 +48,18 @@ def test_ssl4eo_footprint_is_264_pixels_at_10_m():
     assert shapely.contains(square, shapely.Point(9.0, 45.0))
     height_deg = square.bounds[3] - square.bounds[1]
     assert height_deg * 111_132 == pytest.approx(2640, rel=0.01)
+
+
+def test_ssl4eo_zarr_samples_are_chips_with_metadata_footprints(ssl4eo_zarr, overture_extract, chip_paths):
+    from msclip.captioning.chips import chip_sources
+
+    root, expected = overture_extract
+    sources = chip_sources([str(ssl4eo_zarr.parent)], view_size=32)
+    assert [s.key for s in sources[:2]] == [
+        {"file": "ssl4eo_s12_000001", "sample_id": "a", "time_id": "0"},
+        {"file": "ssl4eo_s12_000001", "sample_id": "a", "time_id": "1"},
+    ]
+    footprints = [s.load()[0] for s in sources]
+    tags = OvertureIndex.from_parquet([root]).tags(footprints)
+    assert [t.tags for t in tags] == [expected[chip_paths[1].name]["tags"]] * 2 + [[], []]
+    assert sources[0].load()[1].size == (32, 32)

@@ -86,3 +86,18 @@ def test_unreadable_chips_are_reported_and_not_written(tmp_path, chip_paths, bac
     result = caption(geotiff_sources(paths, view_size=64), index, backend, tmp_path / "out", progress=False)
     assert list(result.table["image"]) == [str(chip_paths[0])]
     assert [chip for chip, _ in result.skipped] == [str(broken)]
+
+
+def test_ssl4eo_rows_carry_file_sample_and_time(tmp_path, ssl4eo_zarr, backend, index):
+    from msclip.captioning.chips import chip_sources
+
+    sources = chip_sources([str(ssl4eo_zarr)], view_size=64)
+    table = caption(sources[:3], index, backend, tmp_path, batch_size=4, progress=False).table
+    assert list(table[["sample_id", "time_id"]].itertuples(index=False, name=None)) == [
+        ("a", "0"),
+        ("a", "1"),
+        ("b", "0"),
+    ]
+    assert set(table["file"]) == {"ssl4eo_s12_000001"} and "image" not in table
+    again = caption(sources, index, backend, tmp_path, batch_size=4, progress=False)
+    assert len(again.table) == 4 and len(list(tmp_path.glob("part-*.parquet"))) == 2

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
+from pathlib import Path
 
 import numpy as np
 import shapely
 from PIL import Image
 
-from msclip.bands import RGB, select_bands
+from msclip.bands import RGB, normalize_band_name, select_bands
 from msclip.data import valid_mask
 from msclip.errors import MSClipError, SkippedImage
 from msclip.io import Raster, read
@@ -104,3 +105,65 @@ def _load_geotiff(path: str, layout, bands, view_size: int) -> tuple[shapely.Pol
         raise
     except MSClipError as exc:  # a file without RGB bands is skipped, not fatal
         raise SkippedImage(f"{path}: {exc}") from exc
+
+
+def ssl4eo_sources(path: str | os.PathLike, view_size: int = VIEW_SIZE) -> list[ChipSource]:
+    """Every (file, sample, timestamp) of SSL4EO-S12 v1.1 Zarr files (read with msclip.training.ssl4eo);
+    footprints come from the per-sample metadata (centre lat/lon, UTM CRS, 264 x 264 px at 10 m)."""
+    from msclip.training.ssl4eo import zarr_files
+
+    sources = []
+    for file in zarr_files(path):
+        ds = _open_zarr(str(file))
+        stem = file.name.split(".")[0]
+        for sample_index, sample_id in enumerate(ds["sample"].values):
+            for time_index in range(ds.sizes["time"]):
+                key = {"file": stem, "sample_id": str(sample_id), "time_id": str(time_index)}
+                load = partial(_load_ssl4eo, str(file), sample_index, time_index, view_size)
+                sources.append(ChipSource(key, load))
+    return sources
+
+
+def chip_sources(
+    inputs: list[str], layout: str | None = None, bands: list[str] | None = None, view_size: int = VIEW_SIZE
+) -> list[ChipSource]:
+    """SSL4EO-S12 Zarr files (``*.zarr.zip``, ``*.zarr``, or folders of them) and GeoTIFF chips, in one list."""
+    from msclip.io import iter_paths
+
+    zarr_inputs = [i for i in inputs if _is_zarr(Path(i))]
+    tiffs = [i for i in inputs if i not in zarr_inputs]
+    sources = [s for i in zarr_inputs for s in ssl4eo_sources(i, view_size)]
+    return sources + (geotiff_sources(iter_paths(tiffs), layout, bands, view_size) if tiffs else [])
+
+
+def _is_zarr(path: Path) -> bool:
+    if path.name.endswith((".zarr", ".zarr.zip")):
+        return True
+    return path.is_dir() and (any(path.glob("*.zarr.zip")) or any(path.glob("*.zarr")))
+
+
+@lru_cache(maxsize=8)
+def _open_zarr(path: str):
+    from msclip.training.ssl4eo import open_zarr
+
+    return open_zarr(path)
+
+
+def _load_ssl4eo(
+    path: str, sample_index: int, time_index: int, view_size: int
+) -> tuple[shapely.Polygon, Image.Image]:
+    from msclip.training.ssl4eo import DATA_VARIABLE
+
+    ds = _open_zarr(path)
+    name = f"{Path(path).name}:{ds['sample'].values[sample_index]}:{time_index}"
+    try:
+        data = ds[DATA_VARIABLE].isel(sample=sample_index, time=time_index).transpose("band", "y", "x")
+        bands = tuple(normalize_band_name(b) or str(b) for b in ds["band"].values)
+        raster = Raster(np.asarray(data.values), bands, path=name)
+        lat, lon = (float(ds[v].values[sample_index]) for v in ("center_lat", "center_lon"))
+        crs = f"EPSG:{int(ds['crs'].values[sample_index])}"
+        return ssl4eo_footprint(lat, lon, crs), rgb_view(raster, view_size)
+    except SkippedImage:
+        raise
+    except (MSClipError, KeyError, ValueError) as exc:
+        raise SkippedImage(f"{name}: {exc}") from exc

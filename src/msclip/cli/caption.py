@@ -14,7 +14,11 @@ def register(subparsers) -> None:
         "caption",
         help="caption chips with Overture Maps tags and a vision-language model (resumable, sharded)",
     )
-    p.add_argument("inputs", nargs="+", help="GeoTIFF chips: files, folders, globs or .txt/.yaml lists")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="GeoTIFF chips (files, folders, globs, .txt/.yaml lists) or SSL4EO-S12 Zarr files",
+    )
     p.add_argument("--output", required=True, help="folder of Parquet parts (re-running resumes it)")
     p.add_argument("--layout", choices=list(LAYOUTS), help="channel order of the files (default: by count)")
     p.add_argument("--bands", nargs="+", help="band names of the files' channels, in order (beats --layout)")
@@ -60,14 +64,13 @@ def register(subparsers) -> None:
 
 
 def run_caption(args: argparse.Namespace) -> int:
-    from msclip.captioning.chips import geotiff_sources
+    from msclip.captioning.chips import chip_sources
     from msclip.captioning.pipeline import caption, parse_shard
     from msclip.captioning.prompts import prompt_set
-    from msclip.io import iter_paths
 
     shard = parse_shard(args.shard)
     prompts = prompt_set(args.prompts)
-    sources = geotiff_sources(iter_paths(args.inputs), args.layout, args.bands, args.view_size)
+    sources = chip_sources(args.inputs, args.layout, args.bands, args.view_size)
     index = _overture_index(args)
     backend = None if args.tags_only else _backend(args)
     result = caption(
