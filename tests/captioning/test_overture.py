@@ -63,3 +63,20 @@ def test_ssl4eo_zarr_samples_are_chips_with_metadata_footprints(ssl4eo_zarr, ove
     tags = OvertureIndex.from_parquet([root]).tags(footprints)
     assert [t.tags for t in tags] == [expected[chip_paths[1].name]["tags"]] * 2 + [[], []]
     assert sources[0].load()[1].size == (32, 32)
+
+
+def test_places_of_releases_before_2024_use_categories_main(tmp_path, chip_paths):
+    import geopandas as gpd
+
+    centre = footprint(read(chip_paths[2])).centroid
+    old = gpd.GeoDataFrame(
+        {
+            "categories": [{"main": "ski_resort", "alternate": None}],
+            "names": [{"primary": "Snowy", "common": None}],
+        },
+        geometry=[centre],
+        crs="EPSG:4326",
+    )
+    old.to_parquet(tmp_path / "place.parquet")
+    [tags] = OvertureIndex.from_parquet([tmp_path / "place.parquet"]).tags([footprint(read(chip_paths[2]))])
+    assert (tags.classes, tags.names) == (["ski resort"], ["Snowy (ski resort)"])

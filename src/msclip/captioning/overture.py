@@ -192,16 +192,16 @@ def _read_features(path: str, kind: str | None, bbox=None, filesystem=None) -> p
     if "geometry" not in schema.names:
         raise MSClipError(f"{path}: no 'geometry' column, not an Overture GeoParquet file")
     columns = {"geometry": ds.field("geometry")}
-    for name, source, expression in (
-        ("type", "type", ds.field("type")),
-        ("class", "class", ds.field("class")),
-        ("subtype", "subtype", ds.field("subtype")),
-        ("name", "names", ds.field("names", "primary")),
-        ("category", "categories", ds.field("categories", "primary")),
-    ):
-        nested = name != source  # names.primary, categories.primary: absent when a file has only nulls
-        if source in schema.names and (not nested or pa.types.is_struct(schema.field(source).type)):
-            columns[name] = expression
+    for name in ("type", "class", "subtype"):
+        if name in schema.names:
+            columns[name] = ds.field(name)
+    for name, source in (("name", "names"), ("category", "categories")):
+        kind_of = schema.field(source).type if source in schema.names else None
+        if kind_of is not None and pa.types.is_struct(kind_of):  # a file of only nulls has no struct
+            keys = {f.name for f in kind_of}
+            key = "primary" if "primary" in keys else "main"  # categories.main before 2024
+            if key in keys:
+                columns[name] = ds.field(source, key)
     table = dataset.to_table(columns=columns, filter=_bbox_filter(schema, bbox)).to_pandas()
     return _normalise(table, kind, bbox)
 

@@ -26,6 +26,8 @@ from msclip.errors import MSClipError, SkippedImage
 from msclip.io import atomic_write
 from msclip.zeroshot import Result
 
+#: Columns that identify a chip, in ChipSource.key order (GeoTIFF: image; SSL4EO-S12: file, sample_id, time_id).
+KEY_COLUMNS = ("image", "file", "sample_id", "time_id")
 LIST_COLUMNS = ("classes", "tags", "names", "tags_mentioned", "absent_classes")
 
 
@@ -160,14 +162,13 @@ class _Step:
 
 def finished_ids(output: Path) -> set[str]:
     """Keys of every chip already written under ``output`` (by any shard)."""
-    parts = sorted(output.glob("part-*.parquet"))
-    if not parts:
-        return set()
-    tables = [pd.read_parquet(p) for p in parts]
-    done = set()
-    for table in tables:
-        keys = [c for c in ("image", "file", "sample_id", "time_id") if c in table]
-        done.update(table[keys].astype(str).agg("|".join, axis=1))
+    import pyarrow.parquet as pq
+
+    done: set[str] = set()
+    for part in sorted(output.glob("part-*.parquet")):
+        keys = [c for c in KEY_COLUMNS if c in pq.read_schema(part).names]
+        table = pd.read_parquet(part, columns=keys)  # only the keys: cheap even for millions of rows
+        done.update(table.astype(str).agg("|".join, axis=1))
     return done
 
 

@@ -79,7 +79,8 @@ def run_caption(args: argparse.Namespace) -> int:
         backend,
         args.output,
         prompts,
-        batch_size=args.batch_size,
+        # an HTTP batch is what is in flight at once, so it is never smaller than the concurrency
+        batch_size=max(args.batch_size, args.concurrency) if args.server else args.batch_size,
         flush_every=args.flush_every,
         shard=shard,
         workers=args.workers,
