@@ -131,6 +131,45 @@ def meter_ml(root: Path) -> dict[str, str]:
     return files
 
 
+METER_TYPES = ["CAFOs", "Landfills-Mines", "Negative", "WWTreatment", "Roundabout"]
+
+
+def meter_ml_release(root: Path) -> list[str]:
+    """METER-ML as released: ``test_dataset.geojson`` (Type, Image_Folder) and per-image folders with
+    ``sentinel-2-10m.npy`` (72 x 72 x 4: B04 B03 B02 B08), ``-20m`` (36 x 36 x 6), ``-60m`` (12 x 12 x 3)
+    and a 4-channel ``naip.png`` (NIR as alpha). Returns the image folders, in the geojson's order."""
+    from PIL import Image
+
+    features = []
+    for c, chip in enumerate(chips()):
+        array = crop(read_array(chip), c, 72)
+        band = {b: array[i] for i, b in enumerate(LAYOUTS["L2A"])}
+        band["B10"] = np.zeros_like(array[0])
+        folder = root / "test_images" / f"img_{c}"
+        folder.mkdir(parents=True)
+        for name, bands, step in (
+            ("sentinel-2-10m.npy", ("B04", "B03", "B02", "B08"), 1),
+            ("sentinel-2-20m.npy", ("B05", "B06", "B07", "B8A", "B11", "B12"), 2),
+            ("sentinel-2-60m.npy", ("B01", "B09", "B10"), 6),
+        ):
+            np.save(
+                folder / name, np.stack([band[b][::step, ::step] for b in bands], axis=-1).astype(np.uint16)
+            )
+        rgbn = np.stack([band[b] for b in ("B04", "B03", "B02", "B08")], axis=-1) // 12
+        Image.fromarray(np.clip(rgbn, 0, 255).astype(np.uint8), "RGBA").save(folder / "naip.png")
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": None,
+                "properties": {"Type": METER_TYPES[c], "Image_Folder": f"test_images/img_{c}"},
+            }
+        )
+    (root / "test_dataset.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": features})
+    )
+    return [f["properties"]["Image_Folder"] for f in features]
+
+
 def rgb_folder(root: Path, classes: tuple[str, ...] = ("farm_land", "sea")) -> dict[str, str]:
     """An ImageFolder of the 8-bit RGB example chips (RESISC45 / AID / EuroSAT-RGB style)."""
     files = {}

@@ -99,6 +99,23 @@ def test_meter_ml_folders_get_the_reference_class_names(tmp_path):
     assert raster.bands[0] == "B01" and len(raster.bands) == 12  # 12-band L2A order
 
 
+def test_meter_ml_release_layout(tmp_path, chip_paths):
+    layouts.meter_ml_release(tmp_path / "METER-ML")
+    dataset = resolve("meterml-ms", tmp_path)
+    assert len(dataset.classes) == 7 and dataset.classes[3] == "other features"
+    # img_1 (Landfills-Mines) has two types: left out; Roundabout counts as Negative
+    assert [dataset.classes[s.target] for s in dataset.samples] == [
+        "concentrated animal feeding operations", "other features", "wastewater treatment plants", "other features"
+    ]  # fmt: skip
+    raster = load_raster(dataset.samples[0])
+    assert raster.array.shape == (13, 72, 72)
+    array, _ = prepare(raster, S2_10, InputOptions())
+    chip = layouts.crop(read(chip_paths[0]).array, 0, 72)
+    np.testing.assert_array_equal(array[:3], chip[[1, 2, 3]])  # 10 m bands B02 B03 B04 untouched, by name
+    naip = resolve("meterml-naip", tmp_path)
+    assert load_raster(naip.samples[0]).is_rgb8  # NAIP's NIR alpha channel is dropped
+
+
 def test_generic_image_folder_and_rgb_sets(tmp_path):
     files = layouts.rgb_folder(tmp_path / "AID_RGB", classes=("Farm_Land", "Beach"))
     aid = resolve("aid", tmp_path)

@@ -100,10 +100,15 @@ def test_same_run_twice_gives_identical_numbers(data_dir, tmp_path):
     assert (tmp_path / "a" / "per_class.csv").read_bytes() == (tmp_path / "b" / "per_class.csv").read_bytes()
 
 
-def test_generic_folder_by_path(data_dir, tmp_path):
+def test_generic_folder_by_path_and_a_model_that_cannot_load(data_dir, tmp_path, capsys):
     folder = data_dir / "METERML_MS"
-    assert evaluate(data_dir, tmp_path, "--datasets", f"mine={folder}", "--models", "msclip-tiny") == 0
-    assert set(pd.read_csv(tmp_path / "results.csv")["dataset"]) == {"mine"}
+    code = evaluate(
+        data_dir, tmp_path, "--datasets", f"mine={folder}", "--models", "msclip-tiny", "no-such-model"
+    )
+    assert code == 3
+    assert "no-such-model: unknown model" in capsys.readouterr().err
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert set(zip(results["model"], results["dataset"], strict=True)) == {("msclip-tiny", "mine")}
 
 
 def test_nothing_to_evaluate_is_an_error(data_dir, tmp_path, capsys):

@@ -88,7 +88,8 @@ def run_benchmark(
     use_cache: bool = True,
     **loader_options,
 ) -> BenchmarkRun:
-    """Evaluate every model on every dataset; a missing or incompatible dataset is recorded, not raised."""
+    """Evaluate every model on every dataset; a missing or incompatible dataset, or a model that cannot be
+    loaded, is recorded in ``missing``, not raised."""
     from msclip import __version__
 
     options = options or InputOptions()
@@ -97,20 +98,24 @@ def run_benchmark(
     found: list[EvalSet] = []
     for entry in datasets:
         try:
-            found.append(resolve(entry, Path(data_dir), options.layout))
+            found.append(resolve(entry, Path(data_dir), options.layout, options.bands))
         except MissingDataset as exc:
             run.missing.append(str(exc))
     model_records = []
     for entry in models:
         name, checkpoint = parse_model(entry)
         torch.manual_seed(SEED)  # random-init models are the same in every run
-        model = load_model(
-            name,
-            checkpoint,
-            random_init=random_init,
-            device=device,
-            precision=precision,  # type: ignore[arg-type]
-        )
+        try:
+            model = load_model(
+                name,
+                checkpoint,
+                random_init=random_init,
+                device=device,
+                precision=precision,  # type: ignore[arg-type]
+            )
+        except MSClipError as exc:  # e.g. weights that cannot be downloaded: the other models still run
+            run.missing.append(f"{name}: {exc}")
+            continue
         model_records.append(model_settings(model, random_init))
         for dataset in found:
             try:

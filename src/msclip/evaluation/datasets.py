@@ -47,6 +47,8 @@ class EvalSet:
     root: str
     layout: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: band names of the files' channels, when the user gives them (generic folders only)
+    bands: tuple[str, ...] | None = None
 
     def targets(self, indices: list[int] | None = None) -> np.ndarray:
         """(N,) class indices, or (N, classes) 0/1 for multi-label sets, for the kept samples."""
@@ -63,6 +65,8 @@ def load_raster(sample: Sample, layout: str | None = None, bands: tuple[str, ...
     """The sample's pixels as a Raster with band names (per-band files are stacked first)."""
     if isinstance(sample.source, str):
         return read(sample.source, layout, list(bands) if bands else None)
+    if sample.source[0].endswith(".npy"):
+        return read_meter_ml_arrays(sample.source)
     return read_band_files(sample.source)
 
 
@@ -321,13 +325,67 @@ METER_ML_CLASSES = {
 }
 
 
-def meter_ml(root: Path, name: str) -> EvalSet:
-    """METER-ML test images in class folders: 12-band Sentinel-2 GeoTIFFs (MS) or NAIP PNGs (RGB).
+#: The arrays of one METER-ML release folder (channels last) and the bands they hold.
+METER_ML_ARRAYS = {
+    "sentinel-2-10m.npy": ("B04", "B03", "B02", "B08"),
+    "sentinel-2-20m.npy": ("B05", "B06", "B07", "B8A", "B11", "B12"),
+    "sentinel-2-60m.npy": ("B01", "B09", "B10"),
+}
 
-    Band names come from the files' descriptions when present, else the 12-band L2A order.
+
+def meter_ml(root: Path, name: str, multispectral: bool) -> EvalSet:
+    """METER-ML test images, single-label with 7 classes ("Negative" = "other features") as the reference.
+
+    Two layouts: the reference's class folders of 12-band GeoTIFFs (band names from the files'
+    descriptions, else L2A order) or NAIP PNGs; or the release itself, ``test_dataset.geojson`` (``Type``,
+    ``Image_Folder``) with per-image folders of ``sentinel-2-{10,20,60}m.npy`` and ``naip.png``.
     """
-    split = first_existing(root, "test")
-    return image_folder(split or root, name, class_names=METER_ML_CLASSES)
+    metadata = first_existing(root, "test_dataset.geojson")
+    if metadata is None:
+        return image_folder(first_existing(root, "test") or root, name, class_names=METER_ML_CLASSES)
+    codes = list(METER_ML_CLASSES)
+    samples, multi, missing = [], 0, 0
+    for feature in sorted(
+        json.loads(metadata.read_text())["features"], key=lambda f: f["properties"]["Image_Folder"]
+    ):
+        kinds = [k.strip() for k in feature["properties"]["Type"].split("-")]
+        kinds = ["Negative" if k == "Roundabout" else k for k in kinds]  # no emitter: "other features"
+        if len(kinds) != 1 or kinds[0] not in codes:
+            multi += 1
+            continue
+        folder = root / feature["properties"]["Image_Folder"]
+        files = tuple(str(folder / f) for f in METER_ML_ARRAYS) if multispectral else str(folder / "naip.png")
+        if not folder.is_dir():
+            missing += 1
+            continue
+        samples.append(Sample(files, codes.index(kinds[0])))
+    if not samples:
+        raise MissingDataset(f"{name}: no image folders of {metadata.name} found in {root}")
+    notes = [f"{metadata.name}; {multi} image(s) with several or unknown types left out (single-label)"]
+    if missing:
+        notes.append(f"{missing} image folder(s) not found on disk")
+    return EvalSet(name, "single", list(METER_ML_CLASSES.values()), samples, str(root), None, notes)
+
+
+def read_meter_ml_arrays(paths: tuple[str, ...]) -> Raster:
+    """Stack a METER-ML folder's 10/20/60 m arrays on the 10 m grid (bilinear, as BigEarthNet's bands)."""
+    import torch
+    import torch.nn.functional as F
+
+    folder = str(Path(paths[0]).parent)
+    try:
+        arrays = [np.load(p, allow_pickle=False) for p in paths]
+    except (OSError, ValueError) as exc:
+        raise SkippedImage(f"{folder}: cannot read ({exc})") from exc
+    size = arrays[0].shape[:2]
+    layers = [
+        F.interpolate(
+            torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1)[None], size=size, mode="bilinear"
+        )[0].numpy()
+        for a in arrays
+    ]
+    bands = tuple(b for f in paths for b in METER_ML_ARRAYS[Path(f).name])
+    return Raster(np.concatenate(layers), bands, folder)
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -371,10 +429,16 @@ DATASETS: dict[str, DatasetInfo] = {
             "BigEarthNet v2 (reBEN) Sentinel-2, 19 classes, multi-label",
         ),
         DatasetInfo(
-            "meterml-ms", ("METERML_MS", "meterml-ms", "METER-ML"), meter_ml, "METER-ML Sentinel-2, 7 classes"
+            "meterml-ms",
+            ("METERML_MS", "meterml-ms", "METER-ML", "meter-ml"),
+            lambda root, name: meter_ml(root, name, multispectral=True),
+            "METER-ML Sentinel-2, 7 classes",
         ),
         DatasetInfo(
-            "meterml-naip", ("METERML_NAIP", "meterml-naip"), meter_ml, "METER-ML NAIP RGB, 7 classes"
+            "meterml-naip",
+            ("METERML_NAIP", "meterml-naip", "METER-ML", "meter-ml"),
+            lambda root, name: meter_ml(root, name, multispectral=False),
+            "METER-ML NAIP RGB, 7 classes",
         ),
         DatasetInfo(
             "resisc45",
@@ -387,18 +451,24 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-def generic(root: Path, name: str, layout: str | None = None) -> EvalSet:
+def generic(
+    root: Path, name: str, layout: str | None = None, bands: tuple[str, ...] | None = None
+) -> EvalSet:
     """Any ImageFolder of GeoTIFFs or pictures; a ``*-test.txt``/``test.txt`` list restricts it to the test
     split (torchgeo's RESISC45 style)."""
     split = first_existing(root, f"{root.name.lower()}-test.txt", "resisc45-test.txt", "test.txt")
     dataset = image_folder(root, name, layout=layout, keep=split_filter(split) if split else None)
+    dataset.bands = bands
     dataset.notes.append(f"split file {split.name}" if split else "no split file: every image in the folders")
     return dataset
 
 
-def resolve(entry: str, data_dir: Path, layout: str | None = None) -> EvalSet:
+def resolve(
+    entry: str, data_dir: Path, layout: str | None = None, bands: tuple[str, ...] | None = None
+) -> EvalSet:
     """``NAME`` (looked up in ``data_dir``), ``NAME=PATH``, or an unregistered ``NAME=PATH`` / folder path
-    (a generic ImageFolder). Raises MissingDataset when the files are not there."""
+    (a generic ImageFolder, whose files' bands ``layout``/``bands`` name). Raises MissingDataset when the
+    files are not there."""
     name, _, path = entry.partition("=")
     if not path and name not in DATASETS and Path(name).is_dir():
         path, name = name, Path(name).name
@@ -415,4 +485,4 @@ def resolve(entry: str, data_dir: Path, layout: str | None = None) -> EvalSet:
         )
     if not Path(path).is_dir():
         raise MissingDataset(f"{name}: not found at {path}")
-    return generic(Path(path), name, layout)
+    return generic(Path(path), name, layout, bands)

@@ -58,8 +58,9 @@ def headline_table(evaluations: list[Evaluation]) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
     if not table.empty:
-        table["average acc"] = table.filter(like=" acc").mean(axis=1)
-        table["average mAP@100"] = table.filter(like=" mAP@100").mean(axis=1)
+        # a model without every dataset gets no average: it would not be comparable
+        table["average acc"] = table.filter(like=" acc").mean(axis=1, skipna=False)
+        table["average mAP@100"] = table.filter(like=" mAP@100").mean(axis=1, skipna=False)
     return table
 
 

@@ -41,7 +41,7 @@ class SampleDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.dataset.samples[index]
         try:
-            raster = load_raster(sample, self.dataset.layout or self.options.layout, self.options.bands)
+            raster = load_raster(sample, self.dataset.layout, self.dataset.bands)
             array, filled = prepare(raster, self.bands, self.options)
             return {
                 "index": index,
@@ -71,7 +71,7 @@ def check_compatible(model: MSClipModel, dataset: EvalSet, options: InputOptions
     """Fail early (MSClipError) when the set's files lack the model's bands, e.g. RGB pictures for an MS model."""
     for sample in dataset.samples[:3]:
         try:
-            raster = load_raster(sample, dataset.layout or options.layout, options.bands)
+            raster = load_raster(sample, dataset.layout, dataset.bands)
         except MSClipError:
             continue  # a bad first file is skipped later, it says nothing about the set
         prepare(raster, model.bands, options)
