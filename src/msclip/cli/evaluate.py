@@ -69,7 +69,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     write_outputs(run.evaluations, run.missing, run.settings, args.output)
     headline = headline_table(run.evaluations)
     if not headline.empty:
-        show_table(headline.reset_index(), "zero-shot benchmark (%)")
+        show_table(headline.map("{:.1f}".format).reset_index(), "zero-shot benchmark (%)")
     print(f"wrote results, per-class metrics, summary.md and settings to {args.output}")
     for message in run.missing:
         print(f"msclip: skipped {message}", file=sys.stderr)

@@ -103,7 +103,11 @@ def _variants(evaluations: list[Evaluation]) -> pd.DataFrame:
 def _markdown(table: pd.DataFrame) -> str:
     """A GitHub Markdown table (no tabulate dependency), numbers with one decimal."""
     header = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "|".join("---" if table[c].dtype == object else "---:" for c in table.columns) + "|"
+    rule = (
+        "|"
+        + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns)
+        + "|"
+    )
     body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
