@@ -1,0 +1,54 @@
+"""WebDataset tar shards of (bands .npy, captions .txt/.json) feed the same training loop."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from msclip.data import InputOptions
+from msclip.io import read
+from msclip.training import Trainer
+from msclip.training.data import train_transform
+from msclip.training.shards import ShardChips
+from tests.conftest import L2A_CHIPS
+from tests.training.conftest import CAPTIONS
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> str:
+    import webdataset as wds
+
+    folder = tmp_path_factory.mktemp("shards")
+    chips = sorted(L2A_CHIPS.glob("*.tif"))
+    for shard in range(2):
+        with wds.TarWriter(str(folder / f"train-{shard:06d}.tar")) as sink:
+            for index, path in enumerate(chips):
+                buffer = io.BytesIO()
+                np.save(buffer, read(path).array)
+                captions = CAPTIONS[path.stem]
+                text = (
+                    {"txt": "\n".join(captions).encode()}
+                    if index % 2
+                    else {"json": json.dumps(captions).encode()}
+                )
+                sink.write({"__key__": f"{shard}_{path.stem}", "npy": buffer.getvalue(), **text})
+    return str(folder / "train-{000000..000001}.tar")
+
+
+def test_shard_samples_are_prepared_and_captioned(shards, tiny_model):
+    chips = ShardChips(shards, tiny_model.bands, train_transform(tiny_model), InputOptions(layout="L2A"))
+    records = list(chips)
+    assert len(records) == 10
+    assert all(r["image"].shape == (10, 224, 224) for r in records)
+    assert {r["caption"] for r in records} <= {c for pair in CAPTIONS.values() for c in pair}
+    assert all(len(r["captions"]) == 2 for r in records)
+
+
+def test_trains_on_shards(shards, tiny_config):
+    config = tiny_config(data=shards, layout="L2A", samples_per_epoch=10, batch_size=5, steps=3)
+    trainer = Trainer(config, progress=False)
+    summary = trainer.run()
+    assert summary["step"] == 3 and trainer.epoch == 1 and "exported" in summary
