@@ -101,3 +101,30 @@ def test_ssl4eo_rows_carry_file_sample_and_time(tmp_path, ssl4eo_zarr, backend, 
     assert set(table["file"]) == {"ssl4eo_s12_000001"} and "image" not in table
     again = caption(sources, index, backend, tmp_path, batch_size=4, progress=False)
     assert len(again.table) == 4 and len(list(tmp_path.glob("part-*.parquet"))) == 2
+
+
+class _DiesOnSecondBatch:
+    """A backend stand-in that answers one batch and is then interrupted (as a Ctrl-C or a crashed GPU)."""
+
+    model_name = "stand-in"
+    settings = GenerationSettings()
+
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, conversations, images):
+        self.calls += 1
+        if self.calls > 2:  # two calls per batch: questions, then caption
+            raise KeyboardInterrupt
+        return ["Q1: Green? A1: Yes."] * len(conversations)
+
+
+def test_an_interrupted_run_keeps_finished_batches_and_resumes(tmp_path, chip_paths, backend, index):
+    sources = geotiff_sources([str(p) for p in chip_paths], view_size=64)
+    with pytest.raises(KeyboardInterrupt):
+        caption(sources, index, _DiesOnSecondBatch(), tmp_path, batch_size=2, flush_every=100, progress=False)
+    kept = read_captions(tmp_path)
+    assert len(kept) == 2 and set(kept["model"]) == {"stand-in"}
+    result = caption(sources, index, backend, tmp_path, batch_size=2, progress=False)
+    assert sorted(result.table["image"]) == sorted(map(str, chip_paths))
+    assert (result.table["model"] == "stand-in").sum() == 2  # the first run's chips were not redone

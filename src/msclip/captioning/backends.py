@@ -144,9 +144,6 @@ class OpenAIBackend:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(self._complete, conversations, urls))
 
-    def close(self) -> None:
-        self.client.close()
-
     def _complete(self, conversation: list[dict], image_url: str) -> str | Exception:
         import httpx
 

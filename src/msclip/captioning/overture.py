@@ -125,7 +125,7 @@ class OvertureIndex:
         hits["count"] = 1
         tags = pd.concat([hits.assign(label=hits["subtype"]), hits.assign(label=hits["class"])])
         labelled = hits[hits["name"].notna()]
-        names = labelled.assign(label=labelled["name"] + " (" + labelled["class"] + ")")
+        names = labelled.assign(label=labelled["name"] + (" (" + labelled["class"] + ")").fillna(""))
         for column, rows in (("classes", hits.assign(label=hits["class"])), ("tags", tags), ("names", names)):
             for index, labels in _ranked(rows).items():
                 setattr(result[index], column, labels)

@@ -1,7 +1,7 @@
 """The captioning run: shard -> skip finished chips -> batches of (tags, Q/A, caption, quality) -> Parquet parts.
 
-Resumable by construction: every ``flush_every`` chips a part file is written atomically into the output
-folder, and a restarted run reads the keys of all parts and skips those chips, so a kill loses at most the
+Resumable by construction: every ``flush_every`` chips (and when the run stops on an error or Ctrl-C) a part
+file is written atomically into the output folder, and a restarted run reads the keys of all parts and skips those chips, so a kill loses at most the
 chips since the last part and never leaves a half-written file. Shards split chips by a hash of their key,
 so any machine can compute its share from the same input list.
 """
@@ -79,23 +79,25 @@ def caption(
     skipped: list[tuple[str, str]] = []
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     label = f"caption {shard[0]}/{shard[1]}"
-    with (
-        ThreadPoolExecutor(workers) as pool,
-        tqdm(total=len(todo), unit="chip", desc=label, disable=not progress) as bar,
-    ):
-        pending = [pool.submit(s.load) for s in batches[0]] if batches else []
-        for number, batch in enumerate(batches):
-            loaded = pending
-            if number + 1 < len(batches):  # read the next batch while the VLM works on this one
-                pending = [pool.submit(s.load) for s in batches[number + 1]]
-            new_rows, new_skipped = step(batch, loaded)
-            rows += new_rows
-            skipped += new_skipped
-            if len(rows) >= flush_every:
-                write_part(output, rows, shard)
-                rows = []
-            bar.update(len(batch))
-    write_part(output, rows, shard)
+    try:
+        with (
+            ThreadPoolExecutor(workers) as pool,
+            tqdm(total=len(todo), unit="chip", desc=label, disable=not progress) as bar,
+        ):
+            pending = [pool.submit(s.load) for s in batches[0]] if batches else []
+            for number, batch in enumerate(batches):
+                loaded = pending
+                if number + 1 < len(batches):  # read the next batch while the VLM works on this one
+                    pending = [pool.submit(s.load) for s in batches[number + 1]]
+                new_rows, new_skipped = step(batch, loaded)
+                rows += new_rows
+                skipped += new_skipped
+                if len(rows) >= flush_every:
+                    write_part(output, rows, shard)
+                    rows = []
+                bar.update(len(batch))
+    finally:  # Ctrl-C or a crashed model keeps what is done; only a hard kill loses the unflushed rows
+        write_part(output, rows, shard)
     table = read_captions(output, shard)
     report = summary(table) if backend is not None else {"chips": len(table)}
     report["skipped"] = len(skipped)
