@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pandas as pd
@@ -100,15 +101,21 @@ def test_same_run_twice_gives_identical_numbers(data_dir, tmp_path):
     assert (tmp_path / "a" / "per_class.csv").read_bytes() == (tmp_path / "b" / "per_class.csv").read_bytes()
 
 
-def test_generic_folder_by_path_and_a_model_that_cannot_load(data_dir, tmp_path, capsys):
+def test_generic_folder_local_checkpoint_and_a_model_that_cannot_load(data_dir, tmp_path, capsys, tiny_model):
+    """Settings trace the numbers to the exact weights: the checkpoint's path and sha256."""
+    from safetensors.torch import save_file
+
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_model.clip.state_dict().items()}, checkpoint)
     folder = data_dir / "METERML_MS"
-    code = evaluate(
-        data_dir, tmp_path, "--datasets", f"mine={folder}", "--models", "msclip-tiny", "no-such-model"
-    )
-    assert code == 3
+    models = ("--models", f"msclip-tiny={checkpoint}", "no-such-model")
+    assert evaluate(data_dir, tmp_path / "out", "--datasets", f"mine={folder}", *models) == 3
     assert "no-such-model: unknown model" in capsys.readouterr().err
-    results = pd.read_csv(tmp_path / "results.csv")
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
     assert set(zip(results["model"], results["dataset"], strict=True)) == {("msclip-tiny", "mine")}
+    (model,) = json.loads((tmp_path / "out" / "settings.json").read_text())["models"]
+    assert model["checkpoint"] == str(checkpoint)
+    assert model["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
 
 
 def test_nothing_to_evaluate_is_an_error(data_dir, tmp_path, capsys):
