@@ -46,19 +46,23 @@ def footprint(raster: Raster) -> shapely.Polygon:
 
 def ssl4eo_footprint(lat: float, lon: float, crs: str, size_px: int = SSL4EO_SIZE_PX) -> shapely.Polygon:
     """Footprint of an SSL4EO-S12 sample from its metadata: a square of ``size_px`` x 10 m centred in ``crs``."""
-    from pyproj import Transformer
-
-    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+    x, y = _transformer("EPSG:4326", crs).transform(lon, lat)
     half = size_px * SSL4EO_RESOLUTION_M / 2
     return to_wgs84(shapely.box(x - half, y - half, x + half, y + half), crs)
 
 
 def to_wgs84(geometry: shapely.Geometry, crs: str) -> shapely.Geometry:
-    from pyproj import Transformer
-
-    transformer = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    transformer = _transformer(crs, "EPSG:4326")
     dense = shapely.segmentize(geometry, max_segment_length=_span(geometry) / 16)
     return shapely.transform(dense, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+
+
+@lru_cache(maxsize=64)
+def _transformer(source: str, target: str):
+    """pyproj transformers are slow to build and a dataset has few CRSs (one per UTM zone)."""
+    from pyproj import Transformer
+
+    return Transformer.from_crs(source, target, always_xy=True)
 
 
 def _span(geometry: shapely.Geometry) -> float:
