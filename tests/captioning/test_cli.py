@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from msclip.cli import main
@@ -23,6 +25,13 @@ def test_tags_only_then_captions_resume_into_another_folder(
     assert "captions: 5" in capsys.readouterr().out
     assert main(args) == 0  # nothing left to do: the run resumes to completion at once
     assert len(pd.read_parquet(tmp_path / "captions")) == 5
+    capsys.readouterr()
+    assert main(["caption-report", str(tmp_path / "captions")]) == 0
+    assert json.loads(capsys.readouterr().out)["captions"] == 5
+    assert json.loads((tmp_path / "captions" / "_summary.json").read_text())["captions"] == 5
+    assert main(["caption-report", str(tags_dir)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"captions": 0, "chips": 5}
+    assert main(["caption-report", str(tags_dir / "missing")]) == 1
 
 
 def test_user_errors_are_one_line(tmp_path, chip_paths, overture_extract, capsys):

@@ -99,7 +99,7 @@ def caption(
     finally:  # Ctrl-C or a crashed model keeps what is done; only a hard kill loses the unflushed rows
         write_part(output, rows, shard)
     table = read_captions(output, shard)
-    report = summary(table) if backend is not None else {"chips": len(table)}
+    report = summary(table)
     report["skipped"] = len(skipped)
     path = output / f"_summary-{_shard_name(shard)}.json"
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1), encoding="utf-8"))

@@ -38,8 +38,8 @@ def check(caption: str, tags: list[str], vocabulary: Iterable[str]) -> dict:
 
 def summary(table: pd.DataFrame) -> dict:
     """Run-level figures over the quality columns of a caption table."""
-    if table.empty:
-        return {"captions": 0}
+    if "n_words" not in table:  # empty, or tags only
+        return {"captions": 0, "chips": len(table)}
     absent = Counter(w for words in table["absent_classes"] for w in words)
     return {
         "captions": len(table),

@@ -62,6 +62,10 @@ def register(subparsers) -> None:
     run.add_argument("--view-size", type=int, default=672, help="pixels of the RGB view shown to the model")
     p.set_defaults(run=run_caption)
 
+    p = subparsers.add_parser("caption-report", help="quality summary over every shard of a caption folder")
+    p.add_argument("output", help="the --output folder of msclip caption")
+    p.set_defaults(run=run_report)
+
 
 def run_caption(args: argparse.Namespace) -> int:
     from msclip.captioning.chips import chip_sources
@@ -88,6 +92,27 @@ def run_caption(args: argparse.Namespace) -> int:
     for key, value in result.summary.items():
         print(f"{key}: {value}")
     return report_skipped(result.skipped)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from msclip.captioning.pipeline import read_captions
+    from msclip.captioning.quality import summary
+    from msclip.errors import MSClipError
+    from msclip.io import atomic_write
+
+    table = read_captions(args.output)
+    if table.empty:
+        raise MSClipError(f"no caption parts (part-*.parquet) in {args.output}")
+    report = summary(table)
+    text = json.dumps(report, indent=1)
+    atomic_write(
+        Path(args.output) / "_summary.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+    )
+    print(text)
+    return 0
 
 
 def _overture_index(args: argparse.Namespace):
