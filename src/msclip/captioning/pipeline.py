@@ -1,9 +1,9 @@
 """The captioning run: shard -> skip finished chips -> batches of (tags, Q/A, caption, quality) -> Parquet parts.
 
-Resumable by construction: every ``flush_every`` chips (and when the run stops on an error or Ctrl-C) a part
-file is written atomically into the output folder, and a restarted run reads the keys of all parts and skips those chips, so a kill loses at most the
-chips since the last part and never leaves a half-written file. Shards split chips by a hash of their key,
-so any machine can compute its share from the same input list.
+Resumable by construction: every ``flush_every`` chips (and when the run stops on an error or Ctrl-C) a
+part file is written atomically into the output folder, and a restarted run reads the keys of all parts and
+skips those chips, so a kill loses at most the chips since the last part and never leaves a half-written
+file. Shards split chips by a hash of their key, so any machine can compute its share from the same inputs.
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ def finished_ids(output: Path) -> set[str]:
     for part in sorted(output.glob("part-*.parquet")):
         keys = [c for c in KEY_COLUMNS if c in pq.read_schema(part).names]
         table = pd.read_parquet(part, columns=keys)  # only the keys: cheap even for millions of rows
-        done.update(table.astype(str).agg("|".join, axis=1))
+        columns = [table[c].astype(str) for c in keys]
+        done.update(columns[0].str.cat(columns[1:], sep="|") if len(columns) > 1 else columns[0])
     return done
 
 
