@@ -7,7 +7,10 @@ Retrieval, per class: rank every test image by that class's score, keep the top 
 the precision at the rank of each relevant image found there. Two normalisations:
 
 * ``reference`` (the paper's numbers, torchmetrics ``RetrievalMAP(top_k=100)``): divide by the number of
-  relevant images *found within the top k*; a class with no relevant image there scores 0.
+  relevant images *found within the top k*; a class with no relevant image there scores 0. Checked equal
+  to torchmetrics 1.9 on random positive scores; releases after Lightning-AI/torchmetrics#3104 (mid 2025,
+  after the paper) also drop images scored <= 0, which this does not do. Ties: torchmetrics' order is
+  unspecified, here it is the image order.
 * ``standard`` (AP@k of the retrieval literature): divide by ``min(k, relevant images in the test set)``,
   so missing relevant images are penalised; a class without any relevant image is left out of the mean.
 
