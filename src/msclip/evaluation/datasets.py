@@ -464,12 +464,13 @@ def generic(
 
 
 def resolve(
-    entry: str, data_dir: Path, layout: str | None = None, bands: tuple[str, ...] | None = None
+    entry: str, data_dir: str | Path = ".", layout: str | None = None, bands: tuple[str, ...] | None = None
 ) -> EvalSet:
     """``NAME`` (looked up in ``data_dir``), ``NAME=PATH``, or an unregistered ``NAME=PATH`` / folder path
     (a generic ImageFolder, whose files' bands ``layout``/``bands`` name). Raises MissingDataset when the
     files are not there."""
     name, _, path = entry.partition("=")
+    data_dir = Path(data_dir)
     if not path and name not in DATASETS and Path(name).is_dir():
         path, name = name, Path(name).name
     if name in DATASETS:
