@@ -177,10 +177,8 @@ def create_app(
         if not 1 <= top_k <= limits.max_top_k:
             raise MSClipError(f"top k must be between 1 and {limits.max_top_k}")
         if image is not None and image.filename:
-            vector, what = (
-                _image_query(image, _input_options(layout, boa_offset)),
-                display_name(image.filename),
-            )
+            what = display_name(image.filename)
+            vector = _image_query(image, _input_options(layout, boa_offset))
         elif query.strip():
             with model_lock:
                 vector, what = model.encode_text([query.strip()]).numpy(), query.strip()
@@ -193,9 +191,7 @@ def create_app(
                 "score": float(hit.score),
                 "id": int(hit.id),
                 "image": Path(hit.image).name,
-                "datetime": None
-                if hit.datetime is None or pd.isna(hit.datetime)
-                else pd.Timestamp(hit.datetime).isoformat(),
+                "datetime": _iso(hit.datetime),
                 "geometry": _geojson(hit.geometry),
                 "thumbnail": f"/api/thumbnail/{int(hit.id)}.png",
             }
@@ -318,6 +314,10 @@ def _bbox(text: str) -> tuple[float, float, float, float] | None:
             f"bounding box {text!r}: needs -180 <= min lon < max lon <= 180, -90 <= min lat < max lat <= 90"
         )
     return box
+
+
+def _iso(stamp) -> str | None:
+    return None if stamp is None or pd.isna(stamp) else pd.Timestamp(stamp).isoformat()
 
 
 def _geojson(geometry) -> dict | None:
