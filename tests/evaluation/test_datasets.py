@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from msclip.bands import S2_10
+from msclip.bands import LAYOUTS, S2_10
 from msclip.data import InputOptions, prepare
 from msclip.errors import MSClipError
 from msclip.evaluation.datasets import BIGEARTHNET_19, MissingDataset, load_raster, resolve
@@ -47,20 +47,7 @@ def test_bigearthnet_v1_patches_labels_and_band_files(tmp_path):
     assert np.flatnonzero(targets[3]).tolist() == [0]
     raster = load_raster(dataset.samples[0])
     assert raster.array.shape == (12, 120, 120)  # 20 m and 60 m bands resampled to 120 px
-    assert raster.bands == (
-        "B01",
-        "B02",
-        "B03",
-        "B04",
-        "B05",
-        "B06",
-        "B07",
-        "B08",
-        "B09",
-        "B11",
-        "B12",
-        "B8A",
-    )
+    assert raster.bands == LAYOUTS["L2A"]  # named from the file names
     array, filled = prepare(raster, S2_10, InputOptions())
     assert array.shape == (10, 120, 120) and filled == 0.0
 

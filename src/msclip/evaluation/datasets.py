@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from msclip.bands import normalize_band_name
+from msclip.bands import LAYOUTS, normalize_band_name
 from msclip.errors import MSClipError, SkippedImage
 from msclip.io import RASTER_SUFFIXES, Raster, read
 
@@ -236,19 +236,16 @@ def bigearthnet_v1(root: Path, name: str) -> EvalSet:
             names = [row[0].strip() for row in csv.reader(handle) if row and row[0].strip()]
         folders = [patches_dir / n for n in names]
     else:
-        folders = sorted(
-            p for p in patches_dir.iterdir() if p.is_dir() and any(p.glob("*_labels_metadata.json"))
-        )
+        folders = sorted(p for p in patches_dir.iterdir() if (p / f"{p.name}_labels_metadata.json").is_file())
     samples, missing = [], 0
     for folder in folders:
-        metadata = (
-            next(iter(sorted(folder.glob("*_labels_metadata.json"))), None) if folder.is_dir() else None
-        )
-        if metadata is None:
+        # file names follow the patch name: no directory listing per patch (the test split has ~125k)
+        metadata = folder / f"{folder.name}_labels_metadata.json"
+        if not metadata.is_file():
             missing += 1
             continue
         labels = json.loads(metadata.read_text())["labels"]
-        band_files = tuple(sorted(str(p) for p in folder.glob("*_B*.tif")))
+        band_files = tuple(str(folder / f"{folder.name}_{band}.tif") for band in LAYOUTS["L2A"])
         samples.append(Sample(band_files, bigearthnet_labels(labels)))
     if not samples:
         raise MissingDataset(f"{name}: no patch folders with *_labels_metadata.json in {patches_dir}")
