@@ -196,6 +196,14 @@ def test_search_without_an_index_says_how_to_get_one(tiny_model):
     assert response.status_code == 400 and "--index" in response.json()["error"]
 
 
+def test_an_index_of_another_model_is_refused(tiny_model, chip_index, monkeypatch):
+    from msclip.errors import MSClipError
+
+    monkeypatch.setattr(chip_index, "model_name", "Llama3-MS-CLIP-Base")
+    with pytest.raises(MSClipError, match="holds Llama3-MS-CLIP-Base embeddings"):
+        create_app(tiny_model, chip_index)
+
+
 def test_cli_reports_a_missing_index_in_one_line(tmp_path, capsys):
     from msclip.cli import main
 

@@ -97,3 +97,22 @@ def test_search_the_index_and_see_hits_on_the_map(page, tmp_path_factory):
     shot = tmp_path_factory.mktemp("screenshots") / "search.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
+
+
+def test_a_box_dragged_on_the_map_filters_the_search(page, tmp_path_factory):
+    first = page.inner_text(".hit .muted")  # the best hit of the previous test's query
+    mark = page.locator("#map .hit-mark circle").first.bounding_box()
+    x, y = mark["x"] + mark["width"] / 2, mark["y"] + mark["height"] / 2
+    page.click("#draw-box")
+    page.mouse.move(x - 20, y - 20)
+    page.mouse.down()
+    page.mouse.move(x + 20, y + 20, steps=4)
+    page.mouse.up()
+    assert page.locator("#map rect.box").count() == 1
+    assert float(page.input_value("#minlon")) < float(page.input_value("#maxlon"))
+    page.click("#search-button")
+    page.wait_for_function("document.querySelectorAll('.hit').length === 1")
+    assert page.inner_text(".hit .muted") == first
+    shot = tmp_path_factory.mktemp("screenshots") / "search-box.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
