@@ -80,6 +80,7 @@ def test_two_models_three_datasets_missing_one(data_dir, tmp_path, capsys):
     assert settings["models"][1]["input"].startswith("RGB composite")
     summary = (output / "summary.md").read_text()
     assert "| msclip-tiny |" in summary and "average mAP@100" in summary and "aid: not found" in summary
+    assert "Reported in the paper" in summary and "| 67.9 | 63.0 | 59.6 | 35.6 | 48.1 | 29.7 |" in summary
     assert (output / "radar.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -76,6 +76,7 @@ def markdown_summary(evaluations: list[Evaluation], missing: list[str], settings
             "mAP@100 (the reference's normalisation: relevant images found in the top 100), in %.",
             "",
             _markdown(headline.reset_index()),
+            *_paper_row(headline),
             "",
             "## Standard variants",
             "",
@@ -91,6 +92,28 @@ def markdown_summary(evaluations: list[Evaluation], missing: list[str], settings
         lines += ["", "## Skipped", "", *problems]
     lines += ["", "## Settings", "", "```json", json.dumps(settings, indent=1), "```", ""]
     return "\n".join(lines)
+
+
+#: Llama3-MS-CLIP's zero-shot numbers in the paper (arXiv 2503.15969): (accuracy, mAP@100) in %.
+PAPER_LLAMA3_MS_CLIP = {
+    "eurosat-ms": (67.9, 63.0),
+    "bigearthnet-ms": (59.6, 35.6),
+    "meterml-ms": (48.1, 29.7),
+}
+
+
+def _paper_row(headline: pd.DataFrame) -> list[str]:
+    """The paper's Llama3-MS-CLIP numbers for the datasets of this run, to compare at a glance."""
+    columns = [c for c in headline.columns if c.split(" ", 1)[0] in PAPER_LLAMA3_MS_CLIP]
+    if not columns:
+        return []
+    values = [PAPER_LLAMA3_MS_CLIP[c.split(" ", 1)[0]][0 if c.endswith(" acc") else 1] for c in columns]
+    return [
+        "",
+        "Reported in the paper for Llama3-MS-CLIP-Base:",
+        "",
+        _markdown(pd.DataFrame([values], columns=columns)),
+    ]
 
 
 def _variants(evaluations: list[Evaluation]) -> pd.DataFrame:
