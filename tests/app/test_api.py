@@ -120,6 +120,14 @@ def test_size_limits(tiny_model, chip_paths):
     )
 
 
+def test_a_body_without_length_is_refused(client):
+    chunks = iter([b"classes=ocean", b"%0Asnow"])  # streamed: no Content-Length, so no size to check
+    response = client.post(
+        "/api/classify", content=chunks, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 411 and "Content-Length" in response.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("data", "expected"),
     [

@@ -75,7 +75,9 @@ def test_upload_classify_and_see_the_result(page, chip_paths, tmp_path_factory):
     )
     assert loaded == [224, 224]  # true colour and false colour pictures decoded
     assert "notes.tif: not a raster" in page.inner_text("#classify-errors")
-    assert page.get_attribute("#classify-csv", "href").endswith(".csv")
+    csv = page.evaluate("fetch(document.querySelector('#classify-csv').href).then(r => r.text())")
+    assert csv.startswith("image,label,ocean,agriculture,snow,urban area,forest,bare soil,filled_fraction")
+    assert chip.name in csv
     shot = tmp_path_factory.mktemp("screenshots") / "classify.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
