@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
+from torch.utils.data import DataLoader
 
 from msclip.bands import LAYOUTS
+from msclip.data import InputOptions, collate_chips
 from msclip.evaluation.datasets import resolve
-from msclip.evaluation.runner import score
+from msclip.evaluation.runner import SampleDataset, score
 from msclip.models import load_model
 
 CHIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentinel2_l2a_examples"
@@ -57,6 +59,15 @@ def raw_forward(model, batch: torch.Tensor, images: int) -> float:
     return done / (time.perf_counter() - start)
 
 
+def data_only(model, dataset, batch_size: int, workers: int) -> float:
+    """Images/s of reading and preparing alone (the loop's DataLoader without the model)."""
+    samples = SampleDataset(dataset, model.bands, model.transform, InputOptions())
+    loader = DataLoader(samples, batch_size=batch_size, num_workers=workers, collate_fn=collate_chips)
+    start = time.perf_counter()
+    count = sum(len(batch["index"]) for batch in loader)
+    return count / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Llama3-MS-CLIP-Base")
@@ -76,6 +87,7 @@ def main() -> None:
         start = time.perf_counter()
         scores = score(model, dataset, classifier, batch_size=args.batch_size, workers=args.workers)
         loop = len(scores.indices) / (time.perf_counter() - start)
+        data = data_only(model, dataset, args.batch_size, args.workers)
     assert len(first.indices) == args.images
     batch = torch.randn(args.batch_size, len(model.bands), 224, 224)
     forward = raw_forward(model, batch, args.images)
@@ -85,6 +97,7 @@ def main() -> None:
     print(f"raw forward:      {forward:8.2f} images/s")
     print(f"evaluation loop:  {loop:8.2f} images/s ({args.workers} workers, {args.images} EuroSAT-MS files)")
     print(f"loop / forward:   {100 * loop / forward:8.1f} %")
+    print(f"data alone:       {data:8.2f} images/s (reading + preparing, no model)")
 
 
 if __name__ == "__main__":
