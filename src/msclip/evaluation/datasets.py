@@ -385,6 +385,18 @@ def read_meter_ml_arrays(paths: tuple[str, ...]) -> Raster:
     return Raster(np.concatenate(layers), bands, folder)
 
 
+def generic(
+    root: Path, name: str, layout: str | None = None, bands: tuple[str, ...] | None = None
+) -> EvalSet:
+    """Any ImageFolder of GeoTIFFs or pictures; a ``*-test.txt``/``test.txt`` list restricts it to the test
+    split (torchgeo's RESISC45 style)."""
+    split = first_existing(root, f"{root.name.lower()}-test.txt", "resisc45-test.txt", "test.txt")
+    dataset = image_folder(root, name, layout=layout, keep=split_filter(split) if split else None)
+    dataset.bands = bands
+    dataset.notes.append(f"split file {split.name}" if split else "no split file: every image in the folders")
+    return dataset
+
+
 # ---------------------------------------------------------------------------------------------- registry
 
 
@@ -440,24 +452,12 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo(
             "resisc45",
             ("RESISC45_RGB", "NWPU-RESISC45", "resisc45"),
-            lambda r, n: generic(r, n),
-            "RESISC45 RGB",
+            generic,
+            "RESISC45 RGB, 45 classes",
         ),
-        DatasetInfo("aid", ("AID_RGB", "AID", "aid"), lambda r, n: generic(r, n), "AID RGB, 30 classes"),
+        DatasetInfo("aid", ("AID_RGB", "AID", "aid"), generic, "AID RGB, 30 classes"),
     )
 }
-
-
-def generic(
-    root: Path, name: str, layout: str | None = None, bands: tuple[str, ...] | None = None
-) -> EvalSet:
-    """Any ImageFolder of GeoTIFFs or pictures; a ``*-test.txt``/``test.txt`` list restricts it to the test
-    split (torchgeo's RESISC45 style)."""
-    split = first_existing(root, f"{root.name.lower()}-test.txt", "resisc45-test.txt", "test.txt")
-    dataset = image_folder(root, name, layout=layout, keep=split_filter(split) if split else None)
-    dataset.bands = bands
-    dataset.notes.append(f"split file {split.name}" if split else "no split file: every image in the folders")
-    return dataset
 
 
 def resolve(
