@@ -85,6 +85,8 @@ class EmbeddingIndex:
         folder = Path(index_dir)
         self.manifest = _read_manifest(folder)
         self.index = faiss.read_index(str(folder / INDEX_FILE))
+        if isinstance(self.index, faiss.IndexIVF):
+            self.index.make_direct_map()  # filtered searches read vectors back by id
         rows = gpd.read_parquet(folder / METADATA_FILE)
         if len(rows) != self.index.ntotal:
             raise MSClipError(
@@ -125,7 +127,8 @@ class EmbeddingIndex:
         if keep is not None and keep.sum() <= SUBSET_LIMIT:
             scores, ids = self._search_subset(queries, np.flatnonzero(keep), k)
         else:
-            scores, ids = self.index.search(queries, k, params=self._params(keep, nprobe))
+            params, _bitmap = self._params(keep, nprobe)  # the bitmap must outlive the search
+            scores, ids = self.index.search(queries, k, params=params)
         return self._results(scores, ids)
 
     def _filter(self, bbox, start, end) -> np.ndarray | None:
@@ -152,22 +155,21 @@ class EmbeddingIndex:
 
     def _search_subset(self, queries: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over a few selected vectors (a narrow filter would starve an approximate index)."""
-        if isinstance(self.index, faiss.IndexIVF):
-            self.index.make_direct_map()
         scores = queries @ self.index.reconstruct_batch(ids).T
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, order, axis=1), ids[order]
 
-    def _params(self, keep: np.ndarray | None, nprobe: int | None):
-        selector = None
+    def _params(self, keep: np.ndarray | None, nprobe: int | None) -> tuple[object, np.ndarray | None]:
+        """FAISS search parameters (lists probed, graph breadth, allowed ids) and the id bitmap they point to."""
+        selector = bitmap = None
         if keep is not None:
-            self._bitmap = np.packbits(keep, bitorder="little")  # FAISS reads it during the search
-            selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(self._bitmap))
+            bitmap = np.packbits(keep, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bitmap))
         if self.kind == "ivf":
-            return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe or self.manifest["nprobe"])
+            return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe or self.manifest["nprobe"]), bitmap
         if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.manifest["ef_search"])
-        return faiss.SearchParameters(sel=selector) if selector is not None else None
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.manifest["ef_search"]), bitmap
+        return (faiss.SearchParameters(sel=selector) if selector is not None else None), bitmap
 
     def _results(self, scores: np.ndarray, ids: np.ndarray) -> gpd.GeoDataFrame:
         query_id, rank = np.nonzero(ids >= 0)  # FAISS pads with -1 when it finds fewer than k
