@@ -26,15 +26,16 @@ def test_rgb_models_get_the_clipped_true_colour_composite_of_multispectral_files
     assert int(expected.max()) == 255  # ... clips at 255 instead of wrapping around
 
 
-def test_a_corrupt_file_is_skipped_and_the_rest_keeps_its_order(tmp_path, tiny_model):
+def test_a_corrupt_first_file_is_skipped_and_the_rest_keeps_its_order(tmp_path, tiny_model):
     layouts.eurosat_ms(tmp_path, nested=False, split=False)
-    (tmp_path / "Forest" / "Forest_0.tif").write_bytes(b"not a tiff")
+    (tmp_path / "AnnualCrop" / "AnnualCrop_0.tif").write_bytes(b"not a tiff")
     dataset = resolve(f"eurosat-ms={tmp_path}", tmp_path)
     classifier = torch.nn.functional.normalize(torch.randn(3, 32), dim=-1)
     scores = score(tiny_model, dataset, classifier, batch_size=4, workers=0)
-    bad = [i for i, s in enumerate(dataset.samples) if s.source.endswith("Forest_0.tif")]
+    bad = [i for i, s in enumerate(dataset.samples) if s.source.endswith("AnnualCrop_0.tif")]
+    assert bad == [0]  # the first file: the compatibility probe must look past it
     assert scores.indices == [i for i in range(len(dataset.samples)) if i not in bad]
-    assert len(scores.skipped) == 1 and "Forest_0.tif" in scores.skipped[0][0]
+    assert len(scores.skipped) == 1 and "AnnualCrop_0.tif" in scores.skipped[0][0]
     assert scores.logits.shape == (len(dataset.samples) - 1, 3)
     evaluation = evaluate_dataset(tiny_model, dataset, templates("clip"), workers=0)
     assert evaluation.n_images == len(dataset.samples) - 1 and len(evaluation.skipped) == 1

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from msclip.data import InputOptions, collate_chips, prepare
-from msclip.errors import MSClipError
+from msclip.errors import MSClipError, SkippedImage
 from msclip.evaluation.datasets import EvalSet, load_raster
 from msclip.evaluation.metrics import multi_label_metrics, single_label_metrics
 from msclip.models import MSClipModel
@@ -71,10 +71,9 @@ def check_compatible(model: MSClipModel, dataset: EvalSet, options: InputOptions
     """Fail early (MSClipError) when the set's files lack the model's bands, e.g. RGB pictures for an MS model."""
     for sample in dataset.samples[:3]:
         try:
-            raster = load_raster(sample, dataset.layout, dataset.bands)
-        except MSClipError:
-            continue  # a bad first file is skipped later, it says nothing about the set
-        prepare(raster, model.bands, options)
+            prepare(load_raster(sample, dataset.layout, dataset.bands), model.bands, options)
+        except SkippedImage:
+            continue  # an unreadable or empty file is skipped later; it says nothing about the set
         return
 
 
