@@ -34,6 +34,11 @@ class TrainConfig:
     captions: str | None = None  # SSL4EO-S12 caption file or folder (CSV/Parquet)
     val_data: str | None = None
     val_fraction: float = 0.0  # held-out share of ``data`` when no ``val_data``
+    zeroshot: list[str] | None = (
+        None  # also run the zero-shot benchmark on these sets (``msclip evaluate`` names)
+    )
+    zeroshot_data_dir: str = "."
+    zeroshot_templates: str = "msclip"
     image_column: str = "image"
     caption_column: str = "caption"
     layout: str | None = None

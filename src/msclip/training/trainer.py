@@ -95,8 +95,9 @@ class Trainer:
         self.skipped: list[str] = []
         self.output = Path(config.output)
         self.checkpoint_dir = self.output / "checkpoints"
-        if config.resume:
-            self.load(self._resume_path(config.resume))
+        resume = self._resume_path(config.resume) if config.resume else None
+        if resume:
+            self.load(resume)
 
     # ------------------------------------------------------------------ data
 
@@ -262,7 +263,7 @@ class Trainer:
             )
         if c.save_every and self.step % c.save_every == 0:
             self.save()
-        if self.val_set is not None and c.val_every and self.step % c.val_every == 0:
+        if (self.val_set is not None or c.zeroshot) and c.val_every and self.step % c.val_every == 0:
             metrics = self.validate()
             summary.update(metrics)
             if logger:
@@ -270,7 +271,7 @@ class Trainer:
 
     def _finish(self) -> dict:
         out = {}
-        if self.val_set is not None:
+        if self.val_set is not None or self.config.zeroshot:
             out.update(self.validate())
         if self.config.save_every and self.step % self.config.save_every:
             self.save()
@@ -282,10 +283,11 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Recall@1/5/10 both ways on the held-out pairs (on rank 0; the others wait)."""
+        """Recall@1/5/10 both ways on the held-out pairs, and the zero-shot benchmark when configured
+        (on rank 0; the others wait)."""
         metrics: dict = {}
+        self.clip.eval()
         if self.env.is_main and self.val_set is not None:
-            self.clip.eval()
             loader = DataLoader(
                 self.val_set, batch_size=64, num_workers=self.config.workers, collate_fn=collate
             )
@@ -297,9 +299,28 @@ class Trainer:
                 images.append(self.model.encode_image(batch["image"]))
             text_features = self.model.encode_text(texts)
             metrics = retrieval_recall(torch.cat(images), text_features, torch.tensor(owners))
-            self.clip.train()
+        if self.env.is_main and self.config.zeroshot:
+            metrics.update(self._zeroshot())
+        self.clip.train()
         barrier(self.env)
         return metrics
+
+    def _zeroshot(self) -> dict:
+        """The zero-shot benchmark of ``msclip evaluate`` on the configured sets (no embedding cache: the
+        text tower changes as it trains)."""
+        from msclip.evaluation import evaluate_dataset, resolve
+        from msclip.text import templates
+
+        c = self.config
+        prompts = templates(c.zeroshot_templates)
+        out = {}
+        for entry in c.zeroshot:
+            dataset = resolve(
+                entry, c.zeroshot_data_dir, c.layout, tuple(c.input_bands) if c.input_bands else None
+            )
+            result = evaluate_dataset(self.model, dataset, prompts, self._input_options(), use_cache=False)
+            out.update({f"{dataset.name}/{k}": v for k, v in result.summary.items()})
+        return out
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -333,13 +354,13 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         checkpoints.set_rng_state(state["rng"])
 
-    def _resume_path(self, resume: str) -> Path:
+    def _resume_path(self, resume: str) -> Path | None:
+        """The checkpoint to resume from; ``auto`` takes the run's latest, or none (a fresh start, so a
+        requeued job can always pass ``--resume auto``)."""
         if resume != "auto":
             return Path(resume)
         found = checkpoints.checkpoints_in(self.checkpoint_dir)
-        if not found:
-            raise MSClipError(f"resume=auto: no checkpoint in {self.checkpoint_dir}")
-        return found[-1]
+        return found[-1] if found else None
 
 
 class RunLogger:
