@@ -199,6 +199,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.last_lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}  # used this step
         self.scheduler.step()
         with torch.no_grad():
             self.clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
@@ -244,35 +245,37 @@ class Trainer:
                     if self.step == before:
                         raise MSClipError("the training data gave no batch in a whole epoch")
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            if self.step >= self.total_steps:
+                summary.update(self._finish(logger))
         finally:
             bar.close()
             if logger:
                 logger.close()
-        if self.step >= self.total_steps:
-            summary.update(self._finish())
         return summary
 
     def _after_step(self, summary: dict, logger: RunLogger | None) -> None:
         c = self.config
         if logger and (self.step % c.log_every == 0 or self.step == 1):
-            lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
-            logger.log(
-                "train",
-                self.step,
-                {**summary, "epoch": self.epoch, "logit_scale": self.model.logit_scale, **lrs},
-            )
+            values = {**summary, "epoch": self.epoch, "logit_scale": self.model.logit_scale, **self.last_lrs}
+            logger.log("train", self.step, values)
         if c.save_every and self.step % c.save_every == 0:
             self.save()
-        if (self.val_set is not None or c.zeroshot) and c.val_every and self.step % c.val_every == 0:
-            metrics = self.validate()
-            summary.update(metrics)
-            if logger:
-                logger.log("val", self.step, metrics)
+        if c.val_every and self.step % c.val_every == 0:
+            summary.update(self._validate_and_log(logger))
 
-    def _finish(self) -> dict:
+    def _validate_and_log(self, logger: RunLogger | None) -> dict:
+        if self.val_set is None and not self.config.zeroshot:
+            return {}
+        metrics = self.validate()
+        if logger:
+            logger.log("val", self.step, metrics)
+        return metrics
+
+    def _finish(self, logger: RunLogger | None) -> dict:
+        """Last validation (unless this step just had one), last checkpoint, export."""
         out = {}
-        if self.val_set is not None or self.config.zeroshot:
-            out.update(self.validate())
+        if not (self.config.val_every and self.step % self.config.val_every == 0):
+            out.update(self._validate_and_log(logger))
         if self.config.save_every and self.step % self.config.save_every:
             self.save()
         if self.env.is_main:
@@ -379,10 +382,11 @@ class RunLogger:
         path = self.folder / f"{kind}_log.csv"
         new = not path.exists()
         with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["step", *values])
+            row = {"step": step, **{k: v for k, v in values.items() if k != "step"}}
+            writer = csv.DictWriter(handle, fieldnames=list(row))
             if new:
                 writer.writeheader()
-            writer.writerow({"step": step, **values})
+            writer.writerow(row)
         if self.writer:
             for key, value in values.items():
                 if isinstance(value, int | float) and key != "step":
