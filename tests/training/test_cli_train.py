@@ -57,3 +57,24 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
     assert "unknown training option(s): learning_rate" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--lr", "fast"])
+
+
+def test_an_unreadable_chip_is_reported_and_replaced(tmp_path, capsys):
+    table = tmp_path / "pairs.csv"
+    rows = [{"image": str(p), "caption": p.stem} for p in sorted(L2A_CHIPS.glob("*.tif"))[:4]]
+    rows.append({"image": str(tmp_path / "missing.tif"), "caption": "gone"})
+    pd.DataFrame(rows).to_csv(table, index=False)
+    args = [
+        "train",
+        "--model",
+        "msclip-tiny",
+        "--bands",
+        "none",
+        "--pretrained",
+        "none",
+        "--random-init",
+        "true",
+    ]
+    args += ["--data", str(table), "--batch-size", "5", "--steps", "1", "--device", "cpu"]
+    assert main([*args, "--output", str(tmp_path / "run")]) == 3  # done, but an input was skipped
+    assert "missing.tif" in capsys.readouterr().err

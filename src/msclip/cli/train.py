@@ -59,6 +59,7 @@ def register(subparsers) -> None:
 def run_train(args: argparse.Namespace) -> int:
     import yaml
 
+    from msclip.cli.common import report_skipped
     from msclip.training import make_config, train
     from msclip.training.config import FIELDS
 
@@ -75,4 +76,4 @@ def run_train(args: argparse.Namespace) -> int:
         f"and {summary['safetensors']}",
         file=sys.stderr,
     )
-    return 0
+    return report_skipped([(reason, reason) for reason in summary["skipped"]])

@@ -8,6 +8,7 @@ order; give at least (ranks x workers) shards, ideally a multiple, so every rank
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import zlib
@@ -61,18 +62,21 @@ class ShardChips(IterableDataset):
             nodesplitter=wds.split_by_node,
             empty_check=False,
         )
+        skipped: list[str] = []  # reported with the next good record
         for sample in pipeline:
             key = sample.get("__key__", "")
             try:
-                yield self._record(sample, key)
+                record = self._record(sample, key)
             except (MSClipError, ValueError) as exc:
                 log.warning("skipping shard sample %s: %s", key, exc)
+                skipped.append(f"{key}: {exc}")
+                continue
+            yield {**record, "skipped": skipped}
+            skipped = []
 
     def _record(self, sample: dict, key: str) -> dict:
         if "npy" not in sample:
             raise MSClipError(f"{key}: no .npy image in the shard sample")
-        import io
-
         array = np.load(io.BytesIO(sample["npy"]), allow_pickle=False)
         options = self.options
         bands = resolve_layout(options.layout, options.bands, array.shape[0])
@@ -86,5 +90,4 @@ class ShardChips(IterableDataset):
             "image": self.transform(prepared, rng),
             "caption": caption,
             "captions": captions,
-            "skipped": [],
         }

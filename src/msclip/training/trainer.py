@@ -73,7 +73,8 @@ class Trainer:
         if config.temperature:
             with torch.no_grad():
                 self.clip.logit_scale.fill_(math.log(1.0 / config.temperature))
-        self.trainable = apply_preset(self.clip, config.preset)
+        trainable = apply_preset(self.clip, config.preset)
+        log.info("preset %s: %.1f M trainable parameters", config.preset, trainable / 1e6)
         self.net = self.clip
         if self.env.world_size > 1:
             ids = [self.env.device.index] if self.env.device.type == "cuda" else None
@@ -161,16 +162,12 @@ class Trainer:
         )  # fmt: skip
 
     def _loader(self) -> DataLoader:
-        workers = self.config.workers
+        options = {"num_workers": self.config.workers, "pin_memory": self.env.device.type == "cuda"}
         if isinstance(self.train_set, CaptionedChips):
-            return DataLoader(
-                self.train_set, batch_sampler=self._sampler(), num_workers=workers, collate_fn=collate
-            )
+            return DataLoader(self.train_set, batch_sampler=self._sampler(), collate_fn=collate, **options)
         self.train_set.set_epoch(self.epoch)
         local = self.config.batch_size // self.env.world_size
-        return DataLoader(
-            self.train_set, batch_size=local, drop_last=True, num_workers=workers, collate_fn=collate
-        )
+        return DataLoader(self.train_set, batch_size=local, drop_last=True, collate_fn=collate, **options)
 
     # ------------------------------------------------------------------ training
 
@@ -247,6 +244,7 @@ class Trainer:
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             if self.step >= self.total_steps:
                 summary.update(self._finish(logger))
+            summary["skipped"] = sorted(set(self.skipped))
         finally:
             bar.close()
             if logger:
