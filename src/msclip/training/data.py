@@ -26,6 +26,9 @@ from msclip.io import Raster, read
 
 log = logging.getLogger(__name__)
 
+#: How many following chips may stand in for an unusable one before the data is declared broken.
+MAX_REPLACEMENTS = 16
+
 
 class TrainTransform:
     """Random crop to the model's input size (or a random resized crop), random flips, then the model's
@@ -132,7 +135,7 @@ class CaptionedChips(Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> dict:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         skipped = []
-        for attempt in range(len(self)):
+        for attempt in range(min(len(self), MAX_REPLACEMENTS)):
             position = (index + attempt) % len(self)
             try:
                 raster, captions = self.source.load(self.indices[position])
@@ -145,7 +148,7 @@ class CaptionedChips(Dataset):
             image = self.transform(array, rng) if self.augment else self.transform(array)
             caption = captions[int(rng.integers(len(captions)))] if self.augment else captions[0]
             return {"image": image, "caption": caption, "captions": captions, "skipped": skipped}
-        raise MSClipError(f"no usable training chip ({skipped[0] if skipped else 'empty dataset'})")
+        raise MSClipError(f"{len(skipped)} unusable chips in a row, e.g. {skipped[0] if skipped else 'none'}")
 
 
 def collate(records: list[dict]) -> dict:
