@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from msclip.data import InputOptions
 from msclip.io import read
@@ -38,13 +39,17 @@ def shards(tmp_path_factory) -> str:
     return str(folder / "train-{000000..000001}.tar")
 
 
-def test_shard_samples_are_prepared_and_captioned(shards, tiny_model):
-    chips = ShardChips(shards, tiny_model.bands, train_transform(tiny_model), InputOptions(layout="L2A"))
+def test_shard_samples_are_prepared_captioned_and_seeded(shards, tiny_model):
+    options = InputOptions(layout="L2A")
+    chips = ShardChips(shards, tiny_model.bands, train_transform(tiny_model), options, samples_per_worker=12)
     records = list(chips)
-    assert len(records) == 10
+    assert len(records) == 12  # an epoch is a fixed number of samples (shards drawn with replacement)
     assert all(r["image"].shape == (10, 224, 224) for r in records)
     assert {r["caption"] for r in records} <= {c for pair in CAPTIONS.values() for c in pair}
     assert all(len(r["captions"]) == 2 for r in records)
+    again = list(chips)
+    assert [r["caption"] for r in again] == [r["caption"] for r in records]  # same seed, same epoch
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(again, records, strict=True))
 
 
 def test_trains_on_shards(shards, tiny_config):

@@ -2,8 +2,9 @@
 ``input_bands`` or the band count) with ``{key}.txt`` (one caption per line) or ``{key}.json``
 (a list of captions, or ``{"captions": [...]}``).
 
-Shards are split across ranks and DataLoader workers by WebDataset and reshuffled per epoch with a seeded
-order; give at least (ranks x workers) shards, ideally a multiple, so every rank sees as many batches.
+As open_clip does for large runs, every rank and DataLoader worker draws shards at random (with
+replacement, seeded by seed, epoch, rank and worker) and an epoch is a fixed number of samples: every rank
+then yields exactly as many batches, which DDP needs, whatever the number of shards.
 """
 
 from __future__ import annotations
@@ -35,18 +36,23 @@ def _captions(sample: dict) -> list[str]:
     return []
 
 
+def wds_expand(urls: str | list[str]) -> list[str]:
+    """Shard names from a brace pattern (``train-{000000..000099}.tar``), a ``::``-separated string or a list."""
+    import braceexpand
+
+    if isinstance(urls, str):
+        urls = urls.split("::")
+    return [url for pattern in urls for url in braceexpand.braceexpand(pattern)]
+
+
 class ShardChips(IterableDataset):
     """Yields {"image", "caption", "captions", "skipped"} from WebDataset shards, augmented like
     :class:`msclip.training.data.CaptionedChips`, seeded by (seed, epoch, sample key)."""
 
-    def __init__(self, urls: str | list[str], bands, transform, options: InputOptions, seed: int = 0):
-        self.urls, self.bands, self.transform, self.options, self.seed = (
-            urls,
-            tuple(bands),
-            transform,
-            options,
-            seed,
-        )
+    def __init__(self, urls, bands, transform, options: InputOptions, samples_per_worker: int, seed: int = 0):
+        self.urls = list(wds_expand(urls))
+        self.bands, self.transform, self.options, self.seed = tuple(bands), transform, options, seed
+        self.samples_per_worker = samples_per_worker
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -55,13 +61,11 @@ class ShardChips(IterableDataset):
     def __iter__(self):
         import webdataset as wds
 
-        pipeline = wds.WebDataset(
-            self.urls,
-            shardshuffle=100,
-            seed=self.seed + self.epoch,
-            nodesplitter=wds.split_by_node,
-            empty_check=False,
-        )
+        pipeline = wds.DataPipeline(
+            wds.ResampledShards(self.urls, seed=self.seed + self.epoch, deterministic=True),
+            wds.tarfile_to_samples(handler=wds.warn_and_continue),
+            wds.shuffle(1000, seed=self.seed + self.epoch),
+        ).with_epoch(self.samples_per_worker)
         skipped: list[str] = []  # reported with the next good record
         for sample in pipeline:
             key = sample.get("__key__", "")

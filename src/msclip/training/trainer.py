@@ -135,7 +135,7 @@ class Trainer:
         if fmt == "webdataset":
             from msclip.training.shards import ShardChips
 
-            train = ShardChips(c.data, bands, augment, options, c.seed)
+            train = ShardChips(c.data, bands, augment, options, self._samples_per_worker(), c.seed)
         else:
             source = self._source(c.data, fmt)
             train_idx, val_idx = split_indices(len(source), 0.0 if c.val_data else c.val_fraction, c.seed)
@@ -148,11 +148,20 @@ class Trainer:
     def _steps_per_epoch(self) -> int:
         if isinstance(self.train_set, CaptionedChips):
             return self._sampler().steps_per_epoch
-        if not self.config.samples_per_epoch and not self.config.steps:
+        return self._shard_steps_per_epoch()
+
+    def _shard_steps_per_epoch(self) -> int:
+        c = self.config
+        if not c.samples_per_epoch and not c.steps:
             raise MSClipError("WebDataset shards have no known length: give samples_per_epoch or steps")
-        return (
-            self.config.samples_per_epoch or self.config.steps * self.config.batch_size
-        ) // self.config.batch_size
+        return max(1, (c.samples_per_epoch or c.steps * c.batch_size) // c.batch_size)
+
+    def _samples_per_worker(self) -> int:
+        """Shard samples each DataLoader worker of each rank yields per epoch: whole local batches, enough
+        for every step of the epoch."""
+        workers = max(1, self.config.workers)
+        local = self.config.batch_size // self.env.world_size
+        return math.ceil(self._shard_steps_per_epoch() / workers) * local
 
     def _sampler(self) -> StepSampler:
         env = self.env
