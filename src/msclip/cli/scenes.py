@@ -106,6 +106,8 @@ def run_scene_embed(args: argparse.Namespace, scenes: list[str]) -> int:
     from msclip.scenes.engine import embed_scenes, scene_outputs
 
     single = args.output.lower().endswith(".parquet")
+    if not single and Path(args.output).suffix:
+        raise MSClipError(f"scene embeddings go to a .parquet file or a folder, not {args.output}")
     if single and len(scenes) > 1:
         raise MSClipError(f"{len(scenes)} scenes: give a folder as --output (one GeoParquet per scene)")
     outputs = [args.output] if single else scene_outputs(scenes, args.output)
@@ -125,6 +127,8 @@ def run_map(args: argparse.Namespace) -> int:
 
     if len(args.inputs) != 1:
         raise MSClipError("msclip map takes one scene")
+    if not args.output.lower().endswith((".tif", ".tiff")):
+        raise MSClipError(f"the map is a GeoTIFF: give --output a .tif name, not {args.output}")
     options = input_options_from(args)
     scene = open_scene(args.inputs[0], options.layout, list(options.bands) if options.bands else None)
     model = load_model_from(args)

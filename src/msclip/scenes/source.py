@@ -28,6 +28,9 @@ from msclip.io import Raster
 SCL_CLOUD = (3, 8, 9, 10)
 #: SCL classes without a usable pixel: no data, saturated or defective.
 SCL_INVALID = (0, 1)
+#: GDAL block cache per reading process: a row of 512 px blocks across a 12-band 10,980 px scene is 135 MB,
+#: so consecutive rows of windows find their blocks in it, and memory stays bounded whatever the scene.
+READ_CACHE_MB = 256
 #: STAC asset keys (Earth Search, Planetary Computer) -> band names.
 STAC_ASSETS = {
     "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05", "rededge2": "B06",
@@ -234,6 +237,7 @@ class SceneReader:
     def __init__(self, scene: Scene):
         self.scene = scene
         self._open: dict[tuple[str, bool], tuple] = {}  # (href, categorical) -> (file, view on scene grid)
+        self._env: rasterio.Env | None = None
 
     def read(self, window: Window, bands: tuple[str, ...]) -> Raster:
         """(len(bands), h, w) array of a window; bands sharing a file are read together."""
@@ -259,6 +263,9 @@ class SceneReader:
 
     def _dataset(self, href: str, categorical: bool):
         key = (href, categorical)
+        if self._env is None:  # GDAL's default block cache (5% of RAM) per process would dwarf a window
+            self._env = rasterio.Env(GDAL_CACHEMAX=READ_CACHE_MB * 2**20)
+            self._env.__enter__()
         if key not in self._open:
             with _quiet():
                 src = rasterio.open(href)
@@ -285,9 +292,12 @@ class SceneReader:
             view.close()
             src.close()
         self._open.clear()
+        if self._env is not None:
+            self._env.__exit__(None, None, None)
+            self._env = None
 
     def __getstate__(self) -> dict:  # open datasets do not pickle: each process opens its own
-        return {"scene": self.scene, "_open": {}}
+        return {"scene": self.scene, "_open": {}, "_env": None}
 
 
 def _window_transform(scene: Scene, window: Window) -> tuple[float, ...]:
