@@ -119,8 +119,6 @@ def embed_windows(
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
-        prefetch_factor=4 if workers else None,
-        persistent_workers=False,
     )
 
     def batches() -> Iterator[WindowBatch]:

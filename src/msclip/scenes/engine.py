@@ -6,7 +6,9 @@ worker process loads the model once and keeps it for all its scenes; with a GPU 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -129,20 +131,30 @@ def _run_here(todo, model_args: ModelArgs, job: SceneJob, cluster, report: Batch
 def _run_dask(todo, model_args: ModelArgs, job: SceneJob, cluster: str | None, report: BatchReport) -> None:
     from dask.distributed import Client, LocalCluster, as_completed
 
-    local = None if cluster else LocalCluster(threads_per_worker=1, dashboard_address=None)
+    with _quiet_dask(), contextlib.ExitStack() as stack:
+        if cluster is None:  # one single-threaded worker process per core
+            cluster = stack.enter_context(LocalCluster(threads_per_worker=1, dashboard_address=None))
+        client = stack.enter_context(Client(cluster))
+        futures = {
+            client.submit(
+                embed_scene_to_file, location, output, model_args, job, key=f"embed-{output}"
+            ): location
+            for location, output in todo
+        }
+        for future in tqdm(as_completed(futures), total=len(futures), unit="scene", desc="scenes"):
+            _record(report, futures[future], future.result)
+
+
+@contextlib.contextmanager
+def _quiet_dask():
+    """Dask logs every start and stop of its scheduler and workers at INFO; keep warnings and errors."""
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     try:
-        with Client(cluster or local) as client:
-            futures = {
-                client.submit(
-                    embed_scene_to_file, location, output, model_args, job, key=f"embed-{output}"
-                ): location
-                for location, output in todo
-            }
-            for future in tqdm(as_completed(futures), total=len(futures), unit="scene", desc="scenes"):
-                _record(report, futures[future], future.result)
+        yield
     finally:
-        if local is not None:
-            local.close()
+        logger.setLevel(level)
 
 
 def _record(report: BatchReport, location: str, task: Callable[[], str]) -> None:
