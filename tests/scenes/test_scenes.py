@@ -144,3 +144,29 @@ def _write_crop(path, window: Window, target) -> None:
         with rasterio.open(target, "w", **profile) as dst:
             dst.write(src.read(window=window))
             dst.update_tags(**src.tags())
+
+
+def test_multiband_scene_with_described_bands_and_scl(tiny_model, chip_paths, tmp_path):
+    from .synthetic import mosaic
+
+    array, profile = mosaic(chip_paths, 448, border=0)
+    scl = np.full((1, 448, 448), 4, dtype=array.dtype)
+    scl[:, 224:, 224:] = 8  # cloud, medium probability, over the last window
+    order = [3, 2, 1, *range(4, 12), 0]  # bands stored out of the usual order, found by their descriptions
+    names = [
+        ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")[i] for i in order
+    ]
+    path = tmp_path / "described.tif"
+    with rasterio.open(path, "w", **(profile | {"width": 448, "height": 448, "count": 13})) as dst:
+        dst.write(np.concatenate([array[order], scl]))
+        for i, name in enumerate([*names, "SCL"], start=1):
+            dst.set_band_description(i, name)
+    scene = open_scene(str(path))
+    assert scene.bands["B04"].index == 1 and scene.bands["SCL"].index == 13
+    table = embed_scene(tiny_model, scene, windows=WindowOptions(max_cloud=0.3))
+    assert table["status"].tolist() == ["ok", "ok", "ok", "cloud"]
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", **(profile | {"width": 448, "height": 448})) as dst:
+        dst.write(array)
+    expected = embed_scene(tiny_model, open_scene(str(plain)))["embedding"].iloc[:3]
+    np.testing.assert_allclose(np.stack(table["embedding"].iloc[:3]), np.stack(expected), atol=1e-6)

@@ -93,7 +93,7 @@ def open_scene(location: str, layout: str | None = None, bands: list[str] | None
     """A scene from a raster file, a .SAFE or per-band folder, or a STAC item (.json file or URL)."""
     if location.startswith(("http://", "https://")) or location.lower().endswith(".json"):
         return _stac_scene(location)
-    path = Path(location)
+    path = Path(location).resolve()  # absolute: outputs and indexes are read from elsewhere
     if path.is_dir():
         return _folder_scene(path)
     if not path.is_file():
