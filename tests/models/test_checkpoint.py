@@ -104,7 +104,7 @@ def test_pickled_objects_are_refused(tmp_path):
         read_state_dict(tmp_path / "absent.pt")
 
 
-def test_offline_download_says_what_to_do(tmp_path, monkeypatch, capsys):
+def test_offline_download_says_what_to_do(tmp_path, monkeypatch, capsys, chip_paths):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     import huggingface_hub.constants as hf_constants
@@ -113,7 +113,8 @@ def test_offline_download_says_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     with pytest.raises(MSClipError, match="pass it with --checkpoint PATH"):
         load_model("Llama3-MS-CLIP-Base", device="cpu")
-    assert main(["classify", "x.tif", "--classes", "a"]) == 1
+    # inputs are checked first (a typo fails fast), so give a real chip to reach the download
+    assert main(["classify", str(chip_paths[0]), "--classes", "a"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Llama3_MS_CLIP_weights.pt" in err[0] and "--checkpoint" in err[0]
 

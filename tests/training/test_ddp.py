@@ -39,9 +39,9 @@ def test_two_gloo_processes_equal_one_process(tiny_config, tmp_path):
     single.run()
 
     # each rank holds 2 of the global 4 and re-encodes them one at a time (GradCache under DDP no_sync);
-    # forked, not spawned: the children need not import torch again (the test stays a few seconds)
+    # spawned, not forked: a forked child cannot run autograd once the parent has (torch's autograd threads)
     ddp = tiny_config(output=str(tmp_path / "ddp"), steps=2, grad_cache_chunk=1).to_dict()
-    mp.start_processes(_worker, args=(2, _free_port(), ddp), nprocs=2, join=True, start_method="fork")
+    mp.start_processes(_worker, args=(2, _free_port(), ddp), nprocs=2, join=True, start_method="spawn")
 
     losses = pd.read_csv(tmp_path / "ddp" / "train_log.csv")["loss"]
     expected = pd.read_csv(tmp_path / "single" / "train_log.csv")["loss"]

@@ -41,18 +41,17 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", type=int, help="DataLoader worker processes (default: by input size)")
 
 
-def load_model_from(args: argparse.Namespace):
-    from msclip.models import load_model
+def model_args_from(args: argparse.Namespace):
+    """The model options of a command, as data the scene engine can also ship to workers."""
+    from msclip.models import ModelArgs
 
-    return load_model(
-        args.model,
-        args.checkpoint,
-        device=args.device,
-        precision=args.precision,
-        backend=args.backend,
-        revision=args.revision,
-        sha256=args.sha256,
+    return ModelArgs(
+        args.model, args.checkpoint, args.device, args.precision, args.backend, args.revision, args.sha256
     )
+
+
+def load_model_from(args: argparse.Namespace):
+    return model_args_from(args).load()
 
 
 def input_options_from(args: argparse.Namespace) -> InputOptions:

@@ -9,6 +9,8 @@ from msclip.cli.common import (
     add_input_options,
     add_model_options,
     input_options_from,
+    load_model_from,
+    model_args_from,
     report_skipped,
     show_table,
 )
@@ -112,7 +114,7 @@ def run_scene_embed(args: argparse.Namespace, scenes: list[str]) -> int:
         raise MSClipError(f"{len(scenes)} scenes: give a folder as --output (one GeoParquet per scene)")
     outputs = [args.output] if single else scene_outputs(scenes, args.output)
     report = embed_scenes(
-        scenes, outputs, _model_args(args), _scene_job(args), args.engine, args.cluster, resume=not single
+        scenes, outputs, model_args_from(args), _scene_job(args), args.engine, args.cluster, resume=not single
     )
     for output in report.written:
         print(f"wrote {output}")
@@ -122,7 +124,6 @@ def run_scene_embed(args: argparse.Namespace, scenes: list[str]) -> int:
 
 
 def run_map(args: argparse.Namespace) -> int:
-    from msclip.cli.common import load_model_from
     from msclip.scenes import map_scene, open_scene, write_geoparquet, write_map
 
     if len(args.inputs) != 1:
@@ -224,14 +225,6 @@ def write_hits(hits, path: str) -> None:
         atomic_write(path, lambda tmp: hits.to_parquet(tmp, index=False))
     else:
         write_table(hits.to_wkt(), path)
-
-
-def _model_args(args: argparse.Namespace):
-    from msclip.scenes.engine import ModelArgs
-
-    return ModelArgs(
-        args.model, args.checkpoint, args.device, args.precision, args.backend, args.revision, args.sha256
-    )
 
 
 def _scene_job(args: argparse.Namespace):

@@ -195,3 +195,27 @@ def _widen(clip: torch.nn.Module, bands: tuple[str, ...], init: Literal["zeros",
         if conv.bias is not None:
             widened.bias.copy_(conv.bias)
     clip.visual.conv1 = widened
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """What :func:`load_model` needs for inference, as plain data (a cluster ships it to its workers)."""
+
+    name: str = "Llama3-MS-CLIP-Base"
+    checkpoint: str | None = None
+    device: str | None = None
+    precision: Precision = "fp32"
+    backend: Backend = "torch"
+    revision: str | None = None
+    sha256: str | None = None
+
+    def load(self) -> MSClipModel:
+        return load_model(
+            self.name,
+            self.checkpoint,
+            device=self.device,
+            precision=self.precision,
+            backend=self.backend,
+            revision=self.revision,
+            sha256=self.sha256,
+        )

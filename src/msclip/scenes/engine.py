@@ -18,24 +18,11 @@ from tqdm.auto import tqdm
 
 from msclip.data import InputOptions
 from msclip.errors import MSClipError
-from msclip.models import MSClipModel, load_model
+from msclip.models import ModelArgs, MSClipModel
 from msclip.scenes.embed import WindowOptions, embed_scene, write_geoparquet
 from msclip.scenes.source import open_scene
 
 ENGINES = ("local", "dask")
-
-
-@dataclass(frozen=True)
-class ModelArgs:
-    """What :func:`msclip.load_model` needs, as plain data a cluster can ship to its workers."""
-
-    name: str = "Llama3-MS-CLIP-Base"
-    checkpoint: str | None = None
-    device: str | None = None
-    precision: str = "fp32"
-    backend: str = "torch"
-    revision: str | None = None
-    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,15 +47,7 @@ class BatchReport:
 @cache
 def worker_model(args: ModelArgs) -> MSClipModel:
     """The model, loaded once per process (a Dask worker embeds many scenes with it)."""
-    return load_model(
-        args.name,
-        args.checkpoint,
-        device=args.device,
-        precision=args.precision,
-        backend=args.backend,
-        revision=args.revision,
-        sha256=args.sha256,
-    )
+    return args.load()
 
 
 def embed_scene_to_file(location: str, output: str, model_args: ModelArgs, job: SceneJob) -> str:
