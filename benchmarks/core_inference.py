@@ -2,9 +2,10 @@
 
 Prints images/s at batch 1 and 32 per backend and precision, text prompts/s, `classify` wall time on the
 example chips (6 classes x 50 templates, cold and with the text cache), peak RSS while embedding many
-chips, and achieved GFLOP/s against the machine's peak. All figures come from one run, side by side.
+chips, and achieved GFLOP/s against the machine's ceiling: a 2048 x 2048 oneDNN product in fp32 and bf16,
+measured in the same run (or given). All figures come from one run, side by side.
 
-    python benchmarks/core_inference.py [--chips 1000] [--peak-fp32 390] [--peak-bf16 760]
+    python benchmarks/core_inference.py [--chips 1000] [--peak-fp32 GFLOPS] [--peak-bf16 GFLOPS]
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ def images_per_second(model, batch: int, seconds: float = 6.0) -> float:
         model.encode_image(images)
         done += batch
     return done / (time.perf_counter() - start)
+
+
+def matmul_ceiling(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a square product through oneDNN (which uses AVX-512 where MKL may not): the ceiling."""
+    from torch.utils import mkldnn
+
+    layer = mkldnn.to_mkldnn(torch.nn.Linear(size, size, bias=False).eval(), dtype)
+    x = torch.randn(size, size).to_mkldnn(dtype)
+    with torch.no_grad():
+        layer(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            layer(x)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def checkpoint_file(folder: Path) -> Path:
@@ -121,16 +136,24 @@ def peak_rss_child(path: Path, chips: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chips", type=int, default=1000, help="chips for the peak-RSS run (0 to skip)")
-    parser.add_argument("--peak-fp32", type=float, default=390.0, help="machine peak GFLOP/s, fp32")
-    parser.add_argument("--peak-bf16", type=float, default=760.0, help="machine peak GFLOP/s, bf16")
+    parser.add_argument("--peak-fp32", type=float, help="machine peak GFLOP/s, fp32 (default: measured)")
+    parser.add_argument("--peak-bf16", type=float, help="machine peak GFLOP/s, bf16 (default: measured)")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         peak_rss_child(Path(args.rss_child), args.chips)
         return
+    torch.set_num_threads(os.cpu_count() or 1)
+    peaks = {
+        "fp32": args.peak_fp32 or matmul_ceiling(torch.float32),
+        "bf16": args.peak_bf16 or matmul_ceiling(torch.bfloat16),
+    }
+    print(
+        f"== ceiling: 2048 x 2048 oneDNN product: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s =="
+    )
     with tempfile.TemporaryDirectory() as folder:
         path = checkpoint_file(Path(folder))
-        speed_table(path, {"fp32": args.peak_fp32, "bf16": args.peak_bf16})
+        speed_table(path, peaks)
         text_speed(path)
         classify_wall_time(path)
         if args.chips:
