@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
@@ -20,7 +21,20 @@ from msclip.io import Raster, read
 #: Reflectance (x 10000) that maps to 255 when a multispectral file is shown to an RGB model.
 RGB_COMPOSITE_MAX = 3000.0
 
-_DATE_TAGS = ("DATETIME", "SENSING_TIME", "DATATAKE_SENSING_START", "PRODUCT_START_TIME", "SENSING_DATE")
+#: Metadata keys that carry the acquisition time (GDAL's SAFE driver, STAC items, msclip's own GeoTIFFs).
+#: Not TIFFTAG_DATETIME: that is when the file was written, not when the image was taken.
+DATE_TAGS = ("DATETIME", "PRODUCT_START_TIME", "SENSING_TIME", "DATATAKE_SENSING_START", "SENSING_DATE")
+
+
+def acquisition_time(tags: dict[str, str]) -> pd.Timestamp | None:
+    """Acquisition time (UTC) from a raster's metadata tags, when they say."""
+    for key in DATE_TAGS:
+        value = tags.get(key, "")
+        if len(value) >= 10:
+            stamp = pd.to_datetime(value[:10].replace(":", "-") + value[10:], utc=True, errors="coerce")
+            if not pd.isna(stamp):
+                return stamp
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,9 +62,9 @@ def boa_offset_of(raster: Raster, option: str | int = "auto") -> int:
         return -int(float(tags["BOA_ADD_OFFSET"]))
     if "PROCESSING_BASELINE" in tags:
         return BOA_OFFSET if float(tags["PROCESSING_BASELINE"]) >= 4.0 else 0
-    for key in _DATE_TAGS:
-        if key in tags and len(tags[key]) >= 10:
-            return BOA_OFFSET if tags[key][:10].replace(":", "-") >= BASELINE_04_START else 0
+    acquired = acquisition_time(tags)
+    if acquired is not None:
+        return BOA_OFFSET if acquired.strftime("%Y-%m-%d") >= BASELINE_04_START else 0
     return 0
 
 
@@ -122,6 +136,7 @@ class ChipDataset(Dataset):
                 "filled": filled,
                 "crs": raster.crs,
                 "bounds": raster.bounds,
+                "datetime": acquisition_time(raster.tags),
             }
         except MSClipError as exc:
             return {"index": index, "error": str(exc) if path in str(exc) else f"{path}: {exc}"}
@@ -136,5 +151,6 @@ def collate_chips(records: list[dict]) -> dict:
         "filled": [r["filled"] for r in good],
         "crs": [r["crs"] for r in good],
         "bounds": [r["bounds"] for r in good],
+        "datetime": [r["datetime"] for r in good],
         "errors": [(r["index"], r["error"]) for r in records if "error" in r],
     }

@@ -195,18 +195,42 @@ def check_table_path(path: str | os.PathLike | None) -> None:
         )
 
 
+#: Parquet key-value metadata key where msclip records how embeddings were made (model name, bands).
+METADATA_KEY = b"msclip"
+
+
 def write_table(table, path: str | os.PathLike) -> None:
-    """Write a pandas DataFrame as .csv, .parquet or .json (records), chosen by extension, atomically."""
+    """Write a pandas DataFrame as .csv, .parquet or .json (records), chosen by extension, atomically.
+
+    A Parquet file keeps ``table.attrs["msclip"]`` (e.g. the model name) under :data:`METADATA_KEY`.
+    """
     check_table_path(path)
     suffix = Path(path).suffix.lower()
     writers = {
         ".csv": lambda tmp: table.to_csv(tmp, index=False),
-        ".parquet": lambda tmp: table.to_parquet(tmp, index=False),
+        ".parquet": lambda tmp: _write_parquet(table, tmp),
         ".json": lambda tmp: Path(tmp).write_text(
             json.dumps(table.to_dict(orient="records"), indent=1, default=_json_default), encoding="utf-8"
         ),
     }
     atomic_write(path, writers[suffix])
+
+
+def _write_parquet(table, path: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = with_msclip_record(pa.Table.from_pandas(table, preserve_index=False), table.attrs.get("msclip"))
+    pq.write_table(arrow, path)
+
+
+def with_msclip_record(arrow, record: dict | None):
+    """The Arrow table with ``record`` (how its embeddings were made) in its schema metadata."""
+    if not record:
+        return arrow
+    return arrow.replace_schema_metadata(
+        {**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(record).encode()}
+    )
 
 
 def _json_default(value):

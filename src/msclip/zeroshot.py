@@ -36,6 +36,7 @@ class Batch:
     filled: list[float]
     crs: list[str | None]
     bounds: list[tuple | None]
+    datetime: list[pd.Timestamp | None]
 
 
 def default_workers(n_images: int) -> int:
@@ -71,12 +72,17 @@ def embed_batches(
                     batch["filled"],
                     batch["crs"],
                     batch["bounds"],
+                    batch["datetime"],
                 )
             bar.update(len(batch["index"]) + len(batch["errors"]))
 
 
 def embed(model: MSClipModel, inputs: Sequence[str], **kwargs) -> Result:
-    """L2-normalised image embeddings, with CRS and bounds for georeferenced files."""
+    """L2-normalised image embeddings, with CRS and bounds for georeferenced files.
+
+    ``datetime`` is the acquisition time when the file's metadata says (for date filters in an index);
+    the table's ``attrs`` name the model, which Parquet outputs record so an index embeds queries alike.
+    """
     skipped: list[tuple[str, str]] = []
     rows = [
         {
@@ -84,15 +90,19 @@ def embed(model: MSClipModel, inputs: Sequence[str], **kwargs) -> Result:
             "embedding": vector.tolist(),
             "crs": crs,
             "bounds": list(bounds) if bounds else None,
+            "datetime": acquired,
             "filled_fraction": filled,
         }
         for batch in embed_batches(model, inputs, skipped=skipped, **kwargs)
-        for path, vector, crs, bounds, filled in zip(
-            batch.paths, batch.embeddings, batch.crs, batch.bounds, batch.filled, strict=True
+        for path, vector, crs, bounds, acquired, filled in zip(
+            batch.paths, batch.embeddings, batch.crs, batch.bounds, batch.datetime, batch.filled, strict=True
         )
     ]
-    columns = ["image", "embedding", "crs", "bounds", "filled_fraction"]
-    return Result(pd.DataFrame(rows, columns=columns), skipped)
+    columns = ["image", "embedding", "crs", "bounds", "datetime", "filled_fraction"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["datetime"] = pd.to_datetime(table["datetime"], utc=True)
+    table.attrs["msclip"] = {"model": model.spec.name, "bands": list(model.bands)}
+    return Result(table, skipped)
 
 
 def classify(

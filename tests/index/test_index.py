@@ -135,15 +135,29 @@ def test_mistakes_are_user_errors(collection, tmp_path):
 
 
 def test_index_of_real_chip_embeddings(tiny_model, chip_paths, tmp_path):
+    from tests.helpers import read_array, write_geotiff
+
     from msclip import embed
     from msclip.io import write_table
 
-    table = embed(tiny_model, [str(p) for p in chip_paths]).table
+    dated = write_geotiff(
+        tmp_path / "dated.tif",
+        read_array(chip_paths[0]),
+        like=chip_paths[0],
+        tags={"DATETIME": "2023-06-01T10:20:31Z"},
+    )
+    table = embed(tiny_model, [str(p) for p in chip_paths] + [str(dated)]).table
     write_table(table, tmp_path / "chips.parquet")
     build_index([str(tmp_path / "chips.parquet")], str(tmp_path / "idx"))
     index = open_index(str(tmp_path / "idx"))
+    assert index.model_name == tiny_model.spec.name  # recorded by `embed`, so queries are embedded alike
     assert index.metadata["image"].tolist() == table["image"].tolist()
-    assert index.metadata["datetime"].isna().all()
+    assert index.metadata["datetime"].isna().sum() == len(chip_paths)  # the examples carry no date
+    assert index.metadata.set_index("image")["datetime"][str(dated)] == pd.Timestamp("2023-06-01T10:20:31Z")
+    june = index.search(
+        np.stack(table["embedding"].to_list()).astype(np.float32)[:1], top_k=9, start="2023-06-01"
+    )
+    assert june["image"].tolist() == [str(dated)]
     query = np.stack(table["embedding"].iloc[2:3].to_list()).astype(np.float32)
     hits = index.search(query, top_k=3)
     assert hits["image"].iloc[0] == table["image"].iloc[2] and hits["score"].iloc[0] == pytest.approx(

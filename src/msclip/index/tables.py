@@ -18,9 +18,8 @@ import pyarrow.parquet as pq
 import shapely
 
 from msclip.errors import MSClipError
+from msclip.io import METADATA_KEY
 
-#: Parquet key-value metadata key where msclip records how embeddings were made (e.g. the model name).
-METADATA_KEY = b"msclip"
 WGS84 = "EPSG:4326"
 
 

@@ -7,7 +7,6 @@ forward pass when workers are used; memory is bounded by the batch, whatever the
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -20,8 +19,7 @@ from tqdm.auto import tqdm
 
 from msclip.data import InputOptions, prepare, valid_mask
 from msclip.errors import MSClipError
-from msclip.index.tables import METADATA_KEY
-from msclip.io import atomic_write
+from msclip.io import atomic_write, with_msclip_record
 from msclip.models import MSClipModel
 from msclip.scenes.source import SCL_CLOUD, SCL_INVALID, Scene, SceneReader
 from msclip.scenes.windows import WindowGrid, window_grid
@@ -187,6 +185,5 @@ def write_geoparquet(table: gpd.GeoDataFrame, path: str, model: MSClipModel | No
     table.to_parquet(buffer, index=False)
     arrow = pq.read_table(io.BytesIO(buffer.getvalue()))
     if model is not None:
-        record = json.dumps({"model": model.spec.name, "bands": list(model.bands)}).encode()
-        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), METADATA_KEY: record})
+        arrow = with_msclip_record(arrow, {"model": model.spec.name, "bands": list(model.bands)})
     atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))

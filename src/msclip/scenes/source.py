@@ -21,6 +21,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from msclip.bands import normalize_band_name, resolve_layout
+from msclip.data import acquisition_time
 from msclip.errors import MSClipError
 from msclip.io import Raster
 
@@ -39,7 +40,6 @@ STAC_ASSETS = {
 }  # fmt: skip
 _BAND_FILE = re.compile(r"(?:^|[_.-])(B\d[\dA]|SCL)(?:_(\d+)m)?(?=[_.-]|$)", re.IGNORECASE)
 _BAND_SUFFIXES = {".jp2", ".tif", ".tiff"}
-_DATE_TAGS = ("DATETIME", "PRODUCT_START_TIME", "SENSING_TIME", "DATATAKE_SENSING_START", "TIFFTAG_DATETIME")
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,7 @@ class Scene:
     @property
     def datetime(self) -> pd.Timestamp | None:
         """Acquisition time (UTC) from the scene's metadata, when it says."""
-        for key in _DATE_TAGS:
-            value = self.tags.get(key, "")
-            if len(value) >= 10:
-                stamp = pd.to_datetime(value[:10].replace(":", "-") + value[10:], utc=True, errors="coerce")
-                if not pd.isna(stamp):
-                    return stamp
-        return None
+        return acquisition_time(self.tags)
 
     @property
     def resolution(self) -> float:
