@@ -3,6 +3,7 @@ chip, classify it, see the result; search the small index and see hits on the ma
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -11,6 +12,10 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+#: Screenshots are test artefacts: kept after the run in test-artifacts/ (or $MSCLIP_TEST_ARTIFACTS).
+ARTIFACTS = Path(
+    os.environ.get("MSCLIP_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -25,6 +30,11 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
 )
+
+
+def screenshot_path(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +88,12 @@ def test_upload_classify_and_see_the_result(page, chip_paths, tmp_path_factory):
     csv = page.evaluate("fetch(document.querySelector('#classify-csv').href).then(r => r.text())")
     assert csv.startswith("image,label,ocean,agriculture,snow,urban area,forest,bare soil,filled_fraction")
     assert chip.name in csv
-    shot = tmp_path_factory.mktemp("screenshots") / "classify.png"
+    shot = screenshot_path("classify.png")
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
 
 
-def test_search_the_index_and_see_hits_on_the_map(page, tmp_path_factory):
+def test_search_the_index_and_see_hits_on_the_map(page):
     page.click("button[data-tab=search]")
     assert page.locator("#map .footprint").count() == 5  # every chip of the index drawn
     page.fill("#query", "a meandering frozen river")
@@ -96,12 +106,12 @@ def test_search_the_index_and_see_hits_on_the_map(page, tmp_path_factory):
         "[...document.querySelectorAll('.hit img')].every(i => i.complete && i.naturalWidth)"
     )
     assert "#1 ·" in page.inner_text("#search-results")
-    shot = tmp_path_factory.mktemp("screenshots") / "search.png"
+    shot = screenshot_path("search.png")
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
 
 
-def test_a_box_dragged_on_the_map_filters_the_search(page, tmp_path_factory):
+def test_a_box_dragged_on_the_map_filters_the_search(page):
     first = page.inner_text(".hit .muted")  # the best hit of the previous test's query
     mark = page.locator("#map .hit-mark circle").first.bounding_box()
     x, y = mark["x"] + mark["width"] / 2, mark["y"] + mark["height"] / 2
@@ -115,6 +125,6 @@ def test_a_box_dragged_on_the_map_filters_the_search(page, tmp_path_factory):
     page.click("#search-button")
     page.wait_for_function("document.querySelectorAll('.hit').length === 1")
     assert page.inner_text(".hit .muted") == first
-    shot = tmp_path_factory.mktemp("screenshots") / "search-box.png"
+    shot = screenshot_path("search-box.png")
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
