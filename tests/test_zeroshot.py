@@ -124,3 +124,8 @@ def test_onnx_backend_matches_torch(chip_paths):
     assert model.image_backend is not None
     exported = np.stack(msclip.embed(model, chip_paths).table["embedding"])
     assert (eager * exported).sum(axis=1).min() > 0.9999
+    # a batch larger than one ONNX Runtime call is fed in slices, in order
+    images = torch.randn(11, len(model.bands), 224, 224)
+    with torch.no_grad():
+        reference = model.clip.visual(images)
+    torch.testing.assert_close(model.image_backend(images), reference, rtol=1e-4, atol=1e-4)

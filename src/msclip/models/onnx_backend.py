@@ -19,6 +19,10 @@ from msclip.io import atomic_write
 
 log = logging.getLogger(__name__)
 
+#: Images per ONNX Runtime call: larger CPU batches run slower (their attention buffers outgrow the cache;
+#: ViT-B/16 on 2 cores: 4.7 img/s in calls of 8, 3.6 in calls of 32), so a loader batch is fed in slices.
+MICRO_BATCH = 8
+
 
 class OnnxImageEncoder:
     """Callable like the torch image tower: (N, C, H, W) float tensor -> (N, D) features."""
@@ -35,8 +39,11 @@ class OnnxImageEncoder:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         array = images.detach().to(torch.float32).cpu().numpy()
-        (features,) = self.session.run(None, {self.input_name: np.ascontiguousarray(array)})
-        return torch.from_numpy(features)
+        parts = [
+            self.session.run(None, {self.input_name: np.ascontiguousarray(array[i : i + MICRO_BATCH])})[0]
+            for i in range(0, len(array), MICRO_BATCH)
+        ]
+        return torch.from_numpy(np.concatenate(parts))
 
 
 def visual_fingerprint(visual: torch.nn.Module) -> str:
