@@ -149,8 +149,9 @@ def collate_chips(records: list[dict]) -> dict:
         "index": [r["index"] for r in good],
         "image": torch.stack([r["image"] for r in good]) if good else None,
         "filled": [r["filled"] for r in good],
-        "crs": [r["crs"] for r in good],
-        "bounds": [r["bounds"] for r in good],
-        "datetime": [r["datetime"] for r in good],
+        # georeference and date are optional in a record (evaluation datasets have none)
+        "crs": [r.get("crs") for r in good],
+        "bounds": [r.get("bounds") for r in good],
+        "datetime": [r.get("datetime") for r in good],
         "errors": [(r["index"], r["error"]) for r in records if "error" in r],
     }

@@ -47,8 +47,6 @@ class SampleDataset(Dataset):
                 "index": index,
                 "image": self.transform(array),
                 "filled": filled,
-                "crs": None,
-                "bounds": None,
             }
         except MSClipError as exc:
             message = str(exc)
