@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,3 +31,17 @@ def write_geotiff(path: Path, array: np.ndarray, like: Path | None = None, **pro
 def read_array(path: Path) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read()
+
+
+def write_zipped_zarr(dataset, path: Path) -> Path:
+    """An xarray Dataset as a zipped Zarr v2 store with consolidated metadata, as SSL4EO-S12 v1.1 ships.
+
+    Written to a folder, then zipped: writing through a ZipStore appends metadata entries twice.
+    """
+    folder = path.with_name(path.name + ".tmp")
+    dataset.to_zarr(folder, zarr_format=2, consolidated=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted(folder.rglob("*")):
+            archive.write(file, file.relative_to(folder).as_posix())
+    shutil.rmtree(folder)
+    return path

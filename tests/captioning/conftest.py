@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import zipfile
 from pathlib import Path
 
 import geopandas as gpd
@@ -12,6 +10,7 @@ import shapely
 
 from msclip.captioning.chips import footprint
 from msclip.io import read
+from tests.helpers import write_zipped_zarr
 
 
 def _part(box, fx0, fy0, fx1, fy1):
@@ -138,11 +137,4 @@ def ssl4eo_zarr(tmp_path_factory, chip_paths) -> Path:
         },
         coords={"sample": np.array(["a", "b"], dtype=object), "band": list(rasters[0].bands)},
     )
-    folder = tmp_path_factory.mktemp("ssl4eo")
-    dataset.to_zarr(folder / "tmp.zarr", zarr_format=2, consolidated=True)  # the published files are Zarr v2
-    path = folder / "ssl4eo_s12_000001.zarr.zip"
-    with zipfile.ZipFile(path, "w") as archive:
-        for file in sorted((folder / "tmp.zarr").rglob("*")):
-            archive.write(file, file.relative_to(folder / "tmp.zarr").as_posix())
-    shutil.rmtree(folder / "tmp.zarr")
-    return path
+    return write_zipped_zarr(dataset, tmp_path_factory.mktemp("ssl4eo") / "ssl4eo_s12_000001.zarr.zip")

@@ -15,6 +15,7 @@ from msclip.training import Trainer
 from msclip.training.data import CaptionedChips
 from msclip.training.ssl4eo import SSL4EOSource
 from tests.conftest import L2A_CHIPS
+from tests.helpers import write_zipped_zarr
 
 PAD = 20  # 224 + 2 x 20 = 264, the published chip size
 DATES = np.array(["2021-04-02", "2021-07-11", "2021-10-09", "2022-01-30"], dtype="datetime64[ns]")
@@ -23,7 +24,6 @@ DATES = np.array(["2021-04-02", "2021-07-11", "2021-10-09", "2022-01-30"], dtype
 def write_ssl4eo_zarr(path, chips) -> None:
     """Two samples x four timestamps of 264 x 264 L2A chips (+1000 offset), as SSL4EO-S12 v1.1 stores them."""
     import xarray as xr
-    import zarr
 
     cubes = []
     for sample in range(2):
@@ -44,9 +44,7 @@ def write_ssl4eo_zarr(path, chips) -> None:
             "crs": ("sample", [32632, 32632]),
         },
     )
-    store = zarr.storage.ZipStore(str(path), mode="w")
-    data.to_zarr(store, zarr_format=2, consolidated=True)
-    store.close()
+    write_zipped_zarr(data, path)
 
 
 @pytest.fixture(scope="module")

@@ -220,7 +220,9 @@ def write_hits(hits, path: str) -> None:
     hits["datetime"] = [None if t is None else t.isoformat() for t in hits["datetime"]]
     suffix = Path(path).suffix.lower()
     if suffix == ".geojson":
-        atomic_write(path, lambda tmp: hits.to_file(tmp, driver="GeoJSON"))
+        # feature ids of their own: the `id` column repeats across queries, and GDAL readers (QGIS) would
+        # otherwise take it as the feature id and warn about duplicates
+        atomic_write(path, lambda tmp: hits.to_file(tmp, driver="GeoJSON", ID_GENERATE="YES"))
     elif suffix == ".parquet":
         atomic_write(path, lambda tmp: hits.to_parquet(tmp, index=False))
     else:
