@@ -129,3 +129,33 @@ def test_registry_knows_the_reference_models():
     assert widened.bands == ("B02", "B03", "B04", "B08") and not widened.is_rgb
     with pytest.raises(MSClipError, match="unknown model"):
         spec_for("NoSuchNet")
+
+
+def test_remote_sensing_baselines_come_from_their_hub_files(tmp_path, monkeypatch):
+    """RemoteCLIP / GeoRSCLIP publish open_clip state dicts: the hub file is fetched and loaded strictly."""
+    import huggingface_hub
+
+    from msclip.models import registry
+
+    assert spec_for("RemoteCLIP-ViT-B-32").hf_filename == "RemoteCLIP-ViT-B-32.pt"
+    assert (
+        spec_for("GeoRSCLIP-ViT-B-32").hf_hub_id == "Zilun/GeoRSCLIP"
+        and spec_for("GeoRSCLIP-ViT-B-32").is_rgb
+    )
+    torch.manual_seed(1)
+    source = load_model("msclip-tiny", bands=("B04", "B03", "B02"), random_init=True, device="cpu")
+    torch.save({f"module.{k}": v for k, v in source.clip.state_dict().items()}, tmp_path / "rs.pt")
+    fetched = []
+    monkeypatch.setattr(
+        huggingface_hub,
+        "hf_hub_download",
+        lambda repo, name, revision=None: fetched.append(name) or tmp_path / "rs.pt",
+    )
+    spec = registry.ModelSpec(
+        "rs-tiny", "msclip-tiny", source.spec.bands, "test", hf_hub_id="a/b", hf_filename="rs.pt"
+    )
+    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    model = load_model("rs-tiny", device="cpu")
+    assert fetched == ["rs.pt"]
+    for name, tensor in source.clip.state_dict().items():
+        torch.testing.assert_close(model.clip.state_dict()[name], tensor, msg=name)

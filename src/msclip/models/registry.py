@@ -38,7 +38,7 @@ class ModelSpec:
     bands: tuple[str, ...]
     licence: str
     description: str = ""
-    #: weights on the Hugging Face hub in the official Llama3-MS-CLIP layout
+    #: weights on the Hugging Face hub (the official Llama3-MS-CLIP layout, or an open_clip state dict)
     hf_hub_id: str | None = None
     hf_filename: str | None = None
     hf_revision: str | None = None
@@ -110,6 +110,26 @@ for _arch, _tag in (
             licence="MIT",
             description=f"OpenCLIP RGB baseline ({_tag})",
             open_clip_tag=_tag,
+        )
+    )
+
+
+#: Remote-sensing RGB CLIPs that the paper compares against, published as open_clip state dicts on the hub.
+#: Built as the reference benchmark builds them: the plain open_clip architecture, then the file's weights.
+for _name, _arch, _repo, _file, _about in (
+    ("RemoteCLIP-ViT-B-32", "ViT-B-32", "chendelong/RemoteCLIP", "RemoteCLIP-ViT-B-32.pt", "RemoteCLIP (Liu et al. 2024)"),
+    ("RemoteCLIP-ViT-L-14", "ViT-L-14", "chendelong/RemoteCLIP", "RemoteCLIP-ViT-L-14.pt", "RemoteCLIP (Liu et al. 2024)"),
+    ("GeoRSCLIP-ViT-B-32", "ViT-B-32", "Zilun/GeoRSCLIP", "ckpt/RS5M_ViT-B-32.pt", "GeoRSCLIP, trained on RS5M (Zhang et al. 2024)"),
+):  # fmt: skip
+    register_model(
+        ModelSpec(
+            name=_name,
+            arch=_arch,
+            bands=RGB,
+            licence=f"see huggingface.co/{_repo}",
+            description=f"{_about}: remote-sensing RGB baseline",
+            hf_hub_id=_repo,
+            hf_filename=_file,
         )
     )
 
