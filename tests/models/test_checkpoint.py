@@ -159,3 +159,20 @@ def test_remote_sensing_baselines_come_from_their_hub_files(tmp_path, monkeypatc
     assert fetched == ["rs.pt"]
     for name, tensor in source.clip.state_dict().items():
         torch.testing.assert_close(model.clip.state_dict()[name], tensor, msg=name)
+
+
+def test_a_weightless_model_is_the_same_in_every_process():
+    """msclip-tiny has no weights anywhere: `embed` and a later `index search` must still use one model."""
+    torch.manual_seed(1)
+    first = load_model("msclip-tiny", device="cpu")
+    state = torch.random.get_rng_state()
+    torch.manual_seed(2)
+    second = load_model("msclip-tiny", device="cpu")
+    for name, tensor in first.clip.state_dict().items():
+        torch.testing.assert_close(second.clip.state_dict()[name], tensor, msg=name)
+    torch.manual_seed(1)
+    load_model("msclip-tiny", device="cpu")
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is left alone
+    torch.manual_seed(1)
+    drawn = load_model("msclip-tiny", random_init=True, device="cpu")  # training: the caller's seed decides
+    assert not torch.equal(drawn.clip.visual.conv1.weight, first.clip.visual.conv1.weight)

@@ -132,7 +132,9 @@ def load_model(
 
     Weights come from ``checkpoint`` (official layout, open_clip keys or safetensors), else the model's
     Hugging Face file, else its open_clip pretrained tag (widened when the bands are not RGB), else
-    random (``random_init``, for tests and benchmarks).
+    random (``random_init``: from torch's global generator, for tests, benchmarks and training). A model
+    with no weights anywhere (``msclip-tiny``) gets fixed random weights, so that separate commands (embed,
+    then index search) use the same model.
     """
     import open_clip
 
@@ -145,8 +147,9 @@ def load_model(
     if checkpoint is None and spec.hf_hub_id and not random_init:
         checkpoint = download(spec, revision=revision, sha256=sha256)
     tag = None if (checkpoint or random_init) else spec.open_clip_tag
+    weightless = not (checkpoint or tag or random_init)  # e.g. msclip-tiny: the same weights in every process
     try:
-        with _quiet_root_logger():  # open_clip warns on the root logger when we load weights ourselves
+        with _quiet_root_logger(), _seeded(0) if weightless else contextlib.nullcontext():
             clip, _, preprocess = open_clip.create_model_and_transforms(spec.arch, pretrained=tag)
     except RuntimeError as exc:  # open_clip's failed download of pretrained weights
         raise MSClipError(
@@ -172,6 +175,14 @@ def load_model(
     elif backend != "torch":
         raise MSClipError(f"unknown backend {backend!r}; use torch or onnx")
     return model
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Run with torch's generator seeded, then give the caller its own generator state back."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 @contextlib.contextmanager

@@ -150,7 +150,7 @@ register_model(
         arch="msclip-tiny",
         bands=S2_10,
         licence="Apache-2.0",
-        description="2-layer ViT with random weights, for tests and smoke runs (no download)",
+        description="2-layer ViT with fixed random weights (seed 0), for tests and smoke runs (no download)",
     )
 )
 
