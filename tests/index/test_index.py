@@ -122,6 +122,25 @@ def test_add_to_index_equals_building_at_once(collection):
     np.testing.assert_array_equal(grown.search(queries, 7)["id"], brute_force(vectors, queries, 7).ravel())
 
 
+def test_an_auto_index_that_outgrows_its_kind_is_retrained_on_add(collection, monkeypatch):
+    folder, _ = collection
+    monkeypatch.setattr(store, "EXACT_LIMIT", 2500)
+    a, b = str(folder / "a.parquet"), str(folder / "b.parquet")
+    build_index([a], str(folder / "auto"))
+    build_index([a], str(folder / "exact"), kind="flat")
+    assert open_index(str(folder / "auto")).kind == "flat"
+    assert add_to_index(str(folder / "auto"), [b])  # 3,000 vectors: past the exact limit
+    assert not add_to_index(str(folder / "exact"), [b])  # a kind asked for is kept
+    grown = open_index(str(folder / "auto"))
+    assert grown.kind == "ivf" and grown.manifest["trained_on"] == 3000 and len(grown) == 3000
+    assert open_index(str(folder / "exact")).kind == "flat"
+    build_index([a, b], str(folder / "at-once"))  # the vectors read back from the flat index are the same
+    queries = clustered_unit_vectors(50, 32, seed=6)
+    expected = open_index(str(folder / "at-once")).search(queries, 10)
+    pd.testing.assert_frame_equal(grown.search(queries, 10), expected)
+    assert not add_to_index(str(folder / "auto"), [b])  # nothing new
+
+
 def test_mistakes_are_user_errors(collection, tmp_path):
     folder, _ = collection
     with pytest.raises(MSClipError, match="not an msclip index"):

@@ -169,8 +169,11 @@ def run_index_add(args: argparse.Namespace) -> int:
     from msclip.index import add_to_index, open_index
 
     before = len(open_index(args.index))
-    add_to_index(args.index, args.files)
-    print(f"added {len(open_index(args.index)) - before} vectors to {args.index}")
+    rebuilt = add_to_index(args.index, args.files)
+    index = open_index(args.index)
+    print(f"added {len(index) - before} vectors to {args.index}")
+    if rebuilt:
+        print(f"the index outgrew its kind and was retrained as {index.kind} on all {len(index)} vectors")
     return 0
 
 

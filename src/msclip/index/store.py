@@ -25,6 +25,8 @@ from msclip.io import atomic_write
 KINDS = ("auto", "flat", "ivf", "hnsw")
 #: Up to this many vectors ``auto`` picks exact search: fast enough (tens of ms per query) and no recall loss.
 EXACT_LIMIT = 50_000
+#: An automatically chosen IVF index is retrained on `add` once it holds this many times its training set.
+IVF_REGROWTH = 4
 #: Filtered searches that keep at most this many vectors are answered exactly over just those vectors.
 SUBSET_LIMIT = 50_000
 HNSW_M = 32
@@ -41,25 +43,46 @@ def build_index(embedding_files: list[str], output_dir: str, kind: str = "auto")
     files = _unique_files(embedding_files)
     tables = [read_embeddings(f) for f in files]
     vectors, rows, model_name = _combine(tables, files)
-    if kind == "auto":
-        kind = "flat" if len(vectors) <= EXACT_LIMIT else "ivf"
-    index, settings = _new_index(kind, vectors)
-    index.add(vectors)
-    manifest = {"format": FORMAT, "kind": kind, "dim": int(vectors.shape[1]), "model": model_name, **settings}
+    index, manifest = _filled_index(kind, vectors)
+    manifest = {"format": FORMAT, "dim": int(vectors.shape[1]), "model": model_name, **manifest}
     _save(Path(output_dir), index, rows, manifest, files)
     return str(output_dir)
 
 
-def add_to_index(index_dir: str, embedding_files: list[str]) -> None:
-    """Append new embedding files to an index without rebuilding it; files already in it are left out.
+def _filled_index(kind: str, vectors: np.ndarray) -> tuple[faiss.Index, dict]:
+    """An index of ``kind`` holding ``vectors``, and what the manifest records of it (auto: chosen by size)."""
+    chosen = _auto_kind(len(vectors)) if kind == "auto" else kind
+    index, settings = _new_index(chosen, vectors)
+    index.add(vectors)
+    return index, {"kind": chosen, "auto": kind == "auto", "trained_on": len(vectors), **settings}
 
-    An IVF index keeps the lists it was trained with, so rebuild after the collection has grown many times.
+
+def _auto_kind(count: int) -> str:
+    return "flat" if count <= EXACT_LIMIT else "ivf"
+
+
+def _outgrown(manifest: dict, total: int) -> bool:
+    """An automatically chosen index that no longer suits its size: exact search past the exact limit, or
+    IVF lists trained on under a quarter of the vectors they now hold."""
+    if not manifest.get("auto"):
+        return False
+    if manifest["kind"] == "ivf":
+        return total > IVF_REGROWTH * manifest.get("trained_on", total)
+    return _auto_kind(total) != manifest["kind"]
+
+
+def add_to_index(index_dir: str, embedding_files: list[str]) -> bool:
+    """Append new embedding files to an index; files already in it are left out.
+
+    The vectors are added to the index as it is, unless an automatically chosen index has outgrown its kind
+    (see :func:`_outgrown`): then it is retrained on all vectors, read back from the index. Returns whether
+    that happened.
     """
     folder = Path(index_dir)
     manifest = _read_manifest(folder)
     files = [f for f in _unique_files(embedding_files) if f not in manifest["files"]]
     if not files:
-        return
+        return False
     vectors, rows, model_name = _combine([read_embeddings(f) for f in files], files)
     if vectors.shape[1] != manifest["dim"]:
         raise MSClipError(f"embeddings have {vectors.shape[1]} dimensions, the index {manifest['dim']}")
@@ -68,9 +91,19 @@ def add_to_index(index_dir: str, embedding_files: list[str]) -> None:
     index = faiss.read_index(str(folder / INDEX_FILE))
     old = gpd.read_parquet(folder / METADATA_FILE)
     rows["id"] = np.arange(len(old), len(old) + len(rows), dtype=np.int64)
-    index.add(vectors)
     manifest["model"] = manifest["model"] or model_name
+    rebuild = _outgrown(manifest, index.ntotal + len(vectors))
+    if rebuild:
+        if isinstance(index, faiss.IndexIVF):
+            index.make_direct_map()
+        everything = np.concatenate([index.reconstruct_n(0, index.ntotal), vectors])
+        index, settings = _filled_index("auto", everything)
+        manifest = {key: value for key, value in manifest.items() if key not in ("nlist", "nprobe")}
+        manifest.update(settings)
+    else:
+        index.add(vectors)
     _save(folder, index, pd.concat([old, rows], ignore_index=True), manifest, manifest["files"] + files)
+    return rebuild
 
 
 def open_index(index_dir: str) -> EmbeddingIndex:
