@@ -101,7 +101,7 @@ def embed(model: MSClipModel, inputs: Sequence[str], **kwargs) -> Result:
     columns = ["image", "embedding", "crs", "bounds", "datetime", "filled_fraction"]
     table = pd.DataFrame(rows, columns=columns)
     table["datetime"] = pd.to_datetime(table["datetime"], utc=True)
-    table.attrs["msclip"] = {"model": model.spec.name, "bands": list(model.bands)}
+    table.attrs["msclip"] = model.record
     return Result(table, skipped)
 
 

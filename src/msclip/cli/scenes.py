@@ -166,14 +166,17 @@ def run_index_build(args: argparse.Namespace) -> int:
 
 
 def run_index_add(args: argparse.Namespace) -> int:
-    from msclip.index import add_to_index, open_index
+    from msclip.index import add_to_index
+    from msclip.index.store import read_manifest
 
-    before = len(open_index(args.index))
+    before = read_manifest(args.index)["count"]
     rebuilt = add_to_index(args.index, args.files)
-    index = open_index(args.index)
-    print(f"added {len(index) - before} vectors to {args.index}")
+    after = read_manifest(args.index)
+    print(f"added {after['count'] - before} vectors to {args.index}")
     if rebuilt:
-        print(f"the index outgrew its kind and was retrained as {index.kind} on all {len(index)} vectors")
+        print(
+            f"the index outgrew its kind and was retrained as {after['kind']} on all {after['count']} vectors"
+        )
     return 0
 
 
@@ -239,12 +242,12 @@ def _scene_job(args: argparse.Namespace):
 
     windows = WindowOptions(args.stride, args.min_valid, args.max_cloud)
     on_cluster = getattr(args, "engine", "local") == "dask" or getattr(args, "cluster", None)
+    # Dask workers cannot start DataLoader processes (the cluster gives the parallelism there); elsewhere
+    # readers pay off only with cores to spare (2 cores: 187 windows/s without workers, 126 with 2)
     if args.workers is not None:
         workers = args.workers
-    elif (
-        on_cluster
-    ):  # Dask workers cannot start DataLoader processes: the cluster gives the parallelism there
+    elif on_cluster:
         workers = 0
-    else:  # readers only pay off with cores to spare (2 cores: 187 windows/s without workers, 126 with 2)
+    else:
         workers = 2 if (os.cpu_count() or 1) > 2 else 0
     return SceneJob(input_options_from(args), windows, args.batch_size, workers)

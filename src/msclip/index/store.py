@@ -79,7 +79,7 @@ def add_to_index(index_dir: str, embedding_files: list[str]) -> bool:
     that happened.
     """
     folder = Path(index_dir)
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     files = [f for f in _unique_files(embedding_files) if f not in manifest["files"]]
     if not files:
         return False
@@ -116,7 +116,7 @@ class EmbeddingIndex:
 
     def __init__(self, index_dir: str):
         folder = Path(index_dir)
-        self.manifest = _read_manifest(folder)
+        self.manifest = read_manifest(folder)
         self.index = faiss.read_index(str(folder / INDEX_FILE))
         if isinstance(self.index, faiss.IndexIVF):
             self.index.make_direct_map()  # filtered searches read vectors back by id
@@ -269,7 +269,9 @@ def _save(folder: Path, index, rows: gpd.GeoDataFrame, manifest: dict, files: li
     atomic_write(folder / MANIFEST_FILE, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
 
 
-def _read_manifest(folder: Path) -> dict:
+def read_manifest(index_dir: str | Path) -> dict:
+    """An index's ``index.json`` (kind, dimension, model, count, files): cheap, unlike opening the index."""
+    folder = Path(index_dir)
     path = folder / MANIFEST_FILE
     if not path.is_file():
         raise MSClipError(

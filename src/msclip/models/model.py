@@ -50,6 +50,11 @@ class MSClipModel:
         return self.spec.bands
 
     @property
+    def record(self) -> dict:
+        """How embeddings were made, as embedding files record it (an index embeds queries alike)."""
+        return {"model": self.spec.name, "bands": list(self.bands)}
+
+    @property
     def dtype(self) -> torch.dtype:
         return _DTYPES[self.precision]
 

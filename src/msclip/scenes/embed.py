@@ -185,5 +185,5 @@ def write_geoparquet(table: gpd.GeoDataFrame, path: str, model: MSClipModel | No
     table.to_parquet(buffer, index=False)
     arrow = pq.read_table(io.BytesIO(buffer.getvalue()))
     if model is not None:
-        arrow = with_msclip_record(arrow, {"model": model.spec.name, "bands": list(model.bands)})
+        arrow = with_msclip_record(arrow, model.record)
     atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
