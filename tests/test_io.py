@@ -1,8 +1,11 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
+from msclip import io
 from msclip.bands import LAYOUTS, S2_10
 from msclip.errors import MSClipError, SkippedImage
 from msclip.io import iter_paths, read, write_table
@@ -91,3 +94,22 @@ def test_model_band_order_from_ten_band_file(chip_paths, tmp_path):
     ten = array[[LAYOUTS["L2A"].index(b) for b in S2_10]]
     np.save(tmp_path / "ten.npy", ten)
     assert read(tmp_path / "ten.npy").bands == S2_10
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_follow_the_umask(tmp_path, monkeypatch, umask, mode):
+    """mkstemp creates 0600 files; shared outputs must be readable as the user's umask allows."""
+    monkeypatch.setattr(io, "_UMASK", umask)
+    table = pd.DataFrame({"a": [1]})
+    for suffix in (".csv", ".parquet", ".json"):
+        io.write_table(table, tmp_path / f"t{suffix}")
+        assert (tmp_path / f"t{suffix}").stat().st_mode & 0o777 == mode
+
+
+def test_umask_is_read_without_changing_it():
+    previous = os.umask(0o027)
+    try:
+        assert io._read_umask() == 0o027
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(previous)
