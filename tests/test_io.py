@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import rasterio
 from PIL import Image
 
 from msclip import io
@@ -113,3 +114,32 @@ def test_umask_is_read_without_changing_it():
         assert os.umask(0o027) == 0o027
     finally:
         os.umask(previous)
+
+
+def _sparse_geotiff(path, side: int, value: int = 1500):
+    """A tiled 12-band GeoTIFF of ``side`` x ``side`` pixels with one written block (tiny on disk)."""
+    from rasterio.transform import Affine
+    from rasterio.windows import Window
+
+    profile = {"driver": "GTiff", "count": 12, "height": side, "width": side, "dtype": "int16", "tiled": True}
+    profile |= {"compress": "deflate", "sparse_ok": True, "crs": "EPSG:32633"}
+    with rasterio.open(path, "w", transform=Affine(10, 0, 500000, 0, -10, 4000000), **profile) as dst:
+        dst.write(np.full((12, 256, 256), value, np.int16), window=Window(0, 0, 256, 256))
+    return path
+
+
+def test_large_chip_is_read_reduced_with_its_footprint_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "CHIP_READ_MAX_SIDE", 256)
+    raster = read(_sparse_geotiff(tmp_path / "big.tif", 1024))
+    assert raster.array.shape == (12, 256, 256)
+    assert raster.bounds == (500000.0, 4000000.0 - 10240, 500000.0 + 10240, 4000000.0)
+    assert raster.array[:, :64, :64].min() == 1500 and raster.array[:, 64:, 64:].max() == 0
+
+
+def test_huge_header_is_refused_before_reading(tmp_path, monkeypatch):
+    with pytest.raises(SkippedImage, match="too large for a chip"):
+        read(_sparse_geotiff(tmp_path / "huge.tif", 100_000))
+    np.save(tmp_path / "chip.npy", np.zeros((12, 4, 4), np.int16))
+    monkeypatch.setattr(io, "HEADER_MAX_SAMPLES", 12 * 4 * 4 - 1)
+    with pytest.raises(SkippedImage, match="too large for a chip"):
+        read(tmp_path / "chip.npy")

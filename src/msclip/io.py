@@ -25,6 +25,15 @@ from msclip.errors import MSClipError, SkippedImage
 RASTER_SUFFIXES = {".tif", ".tiff", ".npy", ".npz", ".png", ".jpg", ".jpeg", ".jp2"}
 LIST_SUFFIXES = {".txt", ".yaml", ".yml"}
 
+#: A chip whose shorter side exceeds this is read reduced (band averages, overviews when the file has
+#: them): models resize to 224 px anyway, and a 10000 x 10000 file read whole takes gigabytes.
+CHIP_READ_MAX_SIDE = 2048
+#: Samples (bands x pixels) beyond which a file's header is refused before any pixel is read: more than
+#: two full 12-band Sentinel-2 tiles is no chip (scenes go through ``msclip map`` / the scene API).
+HEADER_MAX_SAMPLES = 3_000_000_000
+#: GDAL's block cache while reading a chip (its default, 5% of RAM, kept 1.3 GB of blocks of a large chip).
+READ_CACHE_BYTES = 128 * 2**20
+
 
 @dataclass
 class Raster:
@@ -77,13 +86,35 @@ def read(path: str | os.PathLike, layout: str | None = None, bands: list[str] | 
     return raster
 
 
+def _check_header_size(path: str, count: int, height: int, width: int) -> None:
+    if count * height * width > HEADER_MAX_SAMPLES:
+        raise SkippedImage(
+            f"{path}: {count} x {height} x {width} is too large for a chip; "
+            "map or embed it as a scene (msclip map / msclip embed)"
+        )
+
+
+def _reduced_shape(count: int, height: int, width: int) -> tuple[int, int, int] | None:
+    """The shape to read a chip at: whole up to CHIP_READ_MAX_SIDE, else reduced keeping its aspect."""
+    shorter = min(height, width)
+    if shorter <= CHIP_READ_MAX_SIDE:
+        return None
+    factor = CHIP_READ_MAX_SIDE / shorter
+    return count, max(1, round(height * factor)), max(1, round(width * factor))
+
+
 def _read_geotiff(path: str) -> Raster:
     import rasterio
+    from affine import Affine
+    from rasterio.enums import Resampling
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NotGeoreferencedWarning for plain TIFFs is expected
-        with rasterio.open(path) as src:
-            array = src.read()
+        with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES), rasterio.open(path) as src:
+            _check_header_size(path, src.count, src.height, src.width)
+            out_shape = _reduced_shape(src.count, src.height, src.width)
+            array = src.read(out_shape=out_shape, resampling=Resampling.average)
+            scale = (src.width / array.shape[2], src.height / array.shape[1])
             names = tuple(normalize_band_name(d) if d else None for d in src.descriptions)
             tags = {k.upper(): v for k, v in src.tags().items()}
             offsets = {src.tags(i + 1).get("BOA_ADD_OFFSET") for i in range(src.count)} - {None}
@@ -91,7 +122,7 @@ def _read_geotiff(path: str) -> Raster:
                 tags["BOA_ADD_OFFSET"] = offsets.pop()
             georeferenced = src.crs is not None
             crs = src.crs.to_string() if georeferenced else None
-            transform = tuple(src.transform)[:6] if georeferenced else None
+            transform = tuple(src.transform * Affine.scale(*scale))[:6] if georeferenced else None
             nodata = src.nodata
     if array.dtype == np.uint8 and array.shape[0] == 3:
         file_bands: tuple[str, ...] = RGB
@@ -108,7 +139,9 @@ def _read_numpy(path: str) -> np.ndarray:
             if not archive.files:
                 raise SkippedImage(f"{path}: empty .npz archive")
             return archive[archive.files[0]]
-    return np.load(path, allow_pickle=False)
+    header = np.load(path, mmap_mode="r", allow_pickle=False)  # the shape, before any pixel is read
+    _check_header_size(path, 1, 1, int(np.prod(header.shape)))
+    return np.array(header)
 
 
 def _read_picture(path: str) -> Raster:
