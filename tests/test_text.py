@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -63,3 +64,34 @@ def test_class_embeddings_are_cached_per_class(tiny_model, monkeypatch):
     again = class_embeddings(tiny_model, ["snow", "ocean", "forest"], templates("clip"))
     assert torch.allclose(again[:2], first.flip(0))
     assert len(seen) == 3 and all("forest" in s for s in seen)  # only the new class was encoded
+
+
+def test_unreadable_cache_entries_are_recomputed_with_one_warning(tiny_model, tmp_path, monkeypatch):
+    """A cache shared with other users holds files this user cannot read, or truncated ones."""
+    from msclip import text
+
+    monkeypatch.setenv("MSCLIP_CACHE", str(tmp_path))
+    monkeypatch.setattr(text, "_cache_warned", set())
+    names = ["ocean", "snow"]
+    fresh = class_embeddings(tiny_model, names, templates("clip"))
+    entries = sorted((tmp_path / "text").rglob("*.npy"))
+    assert len(entries) == 2
+    for entry in entries:
+        entry.write_bytes(b"\x93NUMPY garbage")
+    with pytest.warns(UserWarning, match="cannot read cached text embedding") as caught:
+        again = class_embeddings(tiny_model, names, templates("clip"))
+    assert len(caught) == 1
+    assert torch.allclose(again, fresh)
+    assert all(np.load(e).shape == (fresh.shape[1],) for e in entries)  # rewritten
+
+
+def test_unwritable_cache_still_classifies(tiny_model, tmp_path, monkeypatch):
+    from msclip import text
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("MSCLIP_CACHE", str(blocker))
+    monkeypatch.setattr(text, "_cache_warned", set())
+    with pytest.warns(UserWarning, match="cannot write the text cache"):
+        got = class_embeddings(tiny_model, ["ocean"], templates("clip"))
+    assert got.shape[0] == 1
