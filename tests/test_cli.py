@@ -83,3 +83,40 @@ def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "Llama3-MS-CLIP-Base" in out and "ViT-L-14" in out and "Apache-2.0" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["retrieve", str(L2A_CHIPS), "--query", "a river", "--top-k", "-3"],
+        ["retrieve", str(L2A_CHIPS), "--query", "a river", "--top-k", "0"],
+        ["classify", str(L2A_CHIPS), "--classes", "a", "b", "--batch-size", "0"],
+        ["index", "search", "idx", "--query", "a river", "--bbox", "10", "50", "5", "40"],
+        ["index", "search", "idx", "--query", "a river", "--bbox", "10", "40", "200", "50"],
+    ],
+)
+def test_counts_and_boxes_that_match_nothing_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, *TINY] if argv[0] != "index" else argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "must" in err and "Traceback" not in err
+
+
+def test_output_that_cannot_be_written_fails_before_any_compute(tmp_path, capsys, monkeypatch):
+    import msclip.cli.core as core
+
+    monkeypatch.setattr(core, "load_model_from", lambda args: pytest.fail("model loaded"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for output in (blocker / "results.csv", blocker / "deeper" / "results.csv"):
+        argv = ["classify", str(L2A_CHIPS), "--classes", "a", "b", "--output", str(output), *TINY]
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"msclip: error: cannot write output {output}: {blocker} is a file, not a folder"]
+
+
+def test_output_folders_are_made_as_needed(tmp_path):
+    out = tmp_path / "new" / "folder" / "r.csv"
+    assert main(["classify", str(L2A_CHIPS), "--classes", "a", "b", "--output", str(out), *TINY]) == 0
+    assert len(pd.read_csv(out)) == 5

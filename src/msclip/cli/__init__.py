@@ -39,11 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from msclip.cli.common import check_outputs
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
     try:
+        check_outputs(args)
         return int(args.run(args) or 0)
     except MSClipError as exc:
         if args.verbose:

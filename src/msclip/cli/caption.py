@@ -6,7 +6,7 @@ import argparse
 import os
 
 from msclip.bands import LAYOUTS
-from msclip.cli.common import report_skipped
+from msclip.cli.common import LonLatBox, non_negative_int, positive_int, report_skipped
 
 
 def register(subparsers) -> None:
@@ -31,7 +31,12 @@ def register(subparsers) -> None:
         help="read the public S3 release, e.g. 2024-03-12-alpha.0 (online)",
     )
     tags.add_argument(
-        "--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="lon/lat area to load"
+        "--bbox",
+        nargs=4,
+        type=float,
+        action=LonLatBox,
+        metavar=("W", "S", "E", "N"),
+        help="lon/lat area to load",
     )
     tags.add_argument("--types", nargs="+", help="feature types to use (default: all of them)")
     vlm = p.add_argument_group("vision-language model")
@@ -44,22 +49,26 @@ def register(subparsers) -> None:
     )
     vlm.add_argument("--tags-only", action="store_true", help="write the Overture tags, no captions")
     vlm.add_argument("--prompts", default="v1", help="prompt version (v1) or a .yaml file")
-    vlm.add_argument("--max-new-tokens", type=int, default=300)
+    vlm.add_argument("--max-new-tokens", type=positive_int, default=300)
     vlm.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     vlm.add_argument("--top-p", type=float, default=1.0)
     vlm.add_argument("--device", help="transformers device (default: cuda when available)")
     vlm.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
-    vlm.add_argument("--concurrency", type=int, default=8, help="HTTP requests in flight")
-    vlm.add_argument("--retries", type=int, default=3, help="HTTP retries per request")
+    vlm.add_argument("--concurrency", type=positive_int, default=8, help="HTTP requests in flight")
+    vlm.add_argument("--retries", type=non_negative_int, default=3, help="HTTP retries per request")
     vlm.add_argument("--timeout", type=float, default=120.0, help="HTTP time-out per request, seconds")
     run = p.add_argument_group("run")
     run.add_argument("--shard", default="0/1", help="i/n: caption this machine's share of the chips")
-    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--batch-size", type=positive_int, default=8)
     run.add_argument(
-        "--flush-every", type=int, default=64, help="chips per Parquet part (what a kill can lose)"
+        "--flush-every", type=positive_int, default=64, help="chips per Parquet part (what a kill can lose)"
     )
-    run.add_argument("--workers", type=int, default=4, help="threads reading chips ahead of the model")
-    run.add_argument("--view-size", type=int, default=672, help="pixels of the RGB view shown to the model")
+    run.add_argument(
+        "--workers", type=non_negative_int, default=4, help="threads reading chips ahead of the model"
+    )
+    run.add_argument(
+        "--view-size", type=positive_int, default=672, help="pixels of the RGB view shown to the model"
+    )
     p.set_defaults(run=run_caption)
 
     p = subparsers.add_parser("caption-report", help="quality summary over every shard of a caption folder")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from msclip.bands import LAYOUTS
 from msclip.data import InputOptions
@@ -37,8 +39,10 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "0", "1000"],
         help="L2A baseline-04.00 offset to remove",
     )
-    group.add_argument("--batch-size", type=int, default=32)
-    group.add_argument("--workers", type=int, help="DataLoader worker processes (default: by input size)")
+    group.add_argument("--batch-size", type=positive_int, default=32)
+    group.add_argument(
+        "--workers", type=non_negative_int, help="DataLoader worker processes (default: by input size)"
+    )
 
 
 def model_args_from(args: argparse.Namespace):
@@ -99,3 +103,63 @@ def report_skipped(skipped: list[tuple[str, str]]) -> int:
     for _, reason in skipped:
         print(f"  {reason}", file=sys.stderr)
     return 3
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a count of 0 or -3 would silently give empty output)."""
+    return _bounded_int(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _bounded_int(text, 0)
+
+
+def _bounded_int(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value
+
+
+class LonLatBox(argparse.Action):
+    """``--bbox W S E N`` in degrees, checked: an inverted or out-of-range box would match nothing."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        west, south, east, north = values
+        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+            parser.error(
+                f"{option_string} W S E N must satisfy -180 <= W < E <= 180 and -90 <= S < N <= 90, "
+                f"got {' '.join(f'{v:g}' for v in values)}"
+            )
+        setattr(namespace, self.dest, values)
+
+
+#: Argument names that hold outputs; :func:`check_outputs` checks them before any work starts.
+OUTPUT_ARGUMENTS = ("output", "footprints")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Fail in one line, before loading a model, when an output cannot be written where it is asked."""
+    for name in OUTPUT_ARGUMENTS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            check_writable(value)
+
+
+def check_writable(path: str) -> None:
+    """The output's folder exists or can be made, and this user may write there."""
+    from msclip.errors import MSClipError
+
+    target = Path(path)
+    if target.is_dir() and not os.access(target, os.W_OK | os.X_OK):
+        raise MSClipError(f"cannot write output {path}: no write permission in that folder")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise MSClipError(f"cannot write output {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise MSClipError(f"cannot write output {path}: no write permission in {ancestor}")

@@ -9,6 +9,7 @@ from msclip.cli.common import (
     add_input_options,
     add_model_options,
     load_model_from,
+    positive_int,
     report_skipped,
     show_table,
     stream_options_from,
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("retrieve", help="rank images by similarity to text queries")
     add_input_options(p)
     p.add_argument("--query", nargs="+", required=True, help="text queries, or one .txt/.yaml file")
-    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--top-k", type=positive_int, default=10)
     p.add_argument("--output", help=".csv, .parquet or .json")
     add_model_options(p)
     p.set_defaults(run=run_retrieve)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from msclip.bands import LAYOUTS
+from msclip.cli.common import non_negative_int, positive_int
 
 
 def register(subparsers) -> None:
@@ -39,8 +40,10 @@ def register(subparsers) -> None:
     group.add_argument("--layout", choices=list(LAYOUTS), help="channel order of generic folders' files")
     group.add_argument("--bands", nargs="+", help="band names of generic folders' files, in order")
     group.add_argument("--boa-offset", default="auto", choices=["auto", "0", "1000"])
-    group.add_argument("--batch-size", type=int, default=64)
-    group.add_argument("--workers", type=int, help="DataLoader worker processes (default: by dataset size)")
+    group.add_argument("--batch-size", type=positive_int, default=64)
+    group.add_argument(
+        "--workers", type=non_negative_int, help="DataLoader worker processes (default: by dataset size)"
+    )
     group = p.add_argument_group("model")
     group.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: best available")
     group.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")

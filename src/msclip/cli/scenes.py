@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 
 from msclip.cli.common import (
+    LonLatBox,
     add_input_options,
     add_model_options,
     input_options_from,
     load_model_from,
     model_args_from,
+    positive_int,
     report_skipped,
     show_table,
 )
@@ -56,8 +58,10 @@ def register(subparsers) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--query", nargs="+", help="text queries, or one .txt/.yaml file")
     what.add_argument("--like", nargs="+", help="images (chips) to find similar ones to")
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--bbox", nargs=4, type=float, metavar=("MINLON", "MINLAT", "MAXLON", "MAXLAT"))
+    p.add_argument("--top-k", type=positive_int, default=10)
+    p.add_argument(
+        "--bbox", nargs=4, type=float, action=LonLatBox, metavar=("MINLON", "MINLAT", "MAXLON", "MAXLAT")
+    )
     p.add_argument("--start", help="first date (YYYY-MM-DD or ISO time, inclusive)")
     p.add_argument("--end", help="last date (inclusive)")
     p.add_argument("--output", help="hits as .geojson or .parquet (open in QGIS), .csv or .json")
@@ -71,7 +75,7 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
         "scenes (inputs larger than the model's chip, .SAFE folders, STAC items)"
     )
     group.add_argument(
-        "--stride", type=int, help="pixels between windows (default: the chip size, no overlap)"
+        "--stride", type=positive_int, help="pixels between windows (default: the chip size, no overlap)"
     )
     group.add_argument(
         "--min-valid", type=float, default=0.5, help="skip windows with less valid data than this"
