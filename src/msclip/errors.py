@@ -7,3 +7,11 @@ class MSClipError(Exception):
 
 class SkippedImage(MSClipError):
     """An input that cannot be used (unreadable, wrong shape, all nodata); batches report and skip it."""
+
+
+def describe_failure(name: str, exc: BaseException) -> str:
+    """One line naming the input and what went wrong, whichever library raised it."""
+    if isinstance(exc, MSClipError):
+        message = str(exc)
+        return message if name in message else f"{name}: {message}"
+    return f"{name}: cannot read ({type(exc).__name__}: {exc})"

@@ -103,3 +103,41 @@ def test_scene_mistakes(scenes, chip_paths, tmp_path, capsys):
             dst.write(src.read([4, 3, 2]))
     assert main(["embed", str(rgb), str(scenes[1]), "--output", str(tmp_path / "y"), *TINY]) == 3
     assert "no band" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def broken_scenes(tmp_path_factory, scenes):
+    """A file that is no raster, and a scene cut short (its later tiles missing), beside good scenes."""
+    folder = tmp_path_factory.mktemp("broken")
+    (folder / "notes.tif").write_text("not a raster")
+    from rasterio.shutil import copy
+
+    copy(scenes[0], folder / "cog.tif", driver="COG", blocksize=256)  # header first, then the tiles
+    whole = (folder / "cog.tif").read_bytes()
+    (folder / "cut.tif").write_bytes(whole[: len(whole) // 2])
+    return folder / "notes.tif", folder / "cut.tif"
+
+
+def test_map_of_an_unreadable_scene_is_a_named_skip(broken_scenes, tmp_path, capsys):
+    out = tmp_path / "m.tif"
+    code = main(["map", str(broken_scenes[0]), "--classes", "ocean", "snow", "--output", str(out), *TINY])
+    err = capsys.readouterr().err
+    assert code == 3 and "notes.tif: cannot read" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_map_of_a_cut_scene_names_its_unreadable_windows(broken_scenes, tmp_path, capsys):
+    out = tmp_path / "m.tif"
+    code = main(["map", str(broken_scenes[1]), "--classes", "ocean", "snow", "--output", str(out), *TINY])
+    err = capsys.readouterr().err
+    assert code == 3 and "windows could not be read" in err
+    windows = gpd.read_parquet(tmp_path / "m.parquet")
+    assert (windows["status"] == "ok").any() and windows["status"].str.contains("cannot read").any()
+
+
+def test_a_bad_scene_among_good_ones_is_skipped_and_named(scenes, broken_scenes, tmp_path, capsys):
+    out = tmp_path / "embeddings"
+    code = main(["embed", str(scenes[1]), str(broken_scenes[0]), "--output", str(out), *TINY])
+    err = capsys.readouterr().err
+    assert code == 3 and "notes.tif: cannot read" in err and "separate calls" not in err
+    assert [p.name for p in out.iterdir()] == ["south.parquet"]

@@ -17,7 +17,7 @@ from msclip.cli.common import (
     report_skipped,
     show_table,
 )
-from msclip.errors import MSClipError
+from msclip.errors import MSClipError, SkippedImage
 
 #: Output types of search hits, by extension.
 HIT_SUFFIXES = (".geojson", ".parquet", ".csv", ".json")
@@ -93,19 +93,21 @@ def scene_inputs(args: argparse.Namespace) -> list[str] | None:
     """The inputs as scenes, None when they are chips; mixing both is a user error."""
     from msclip.io import iter_paths
     from msclip.models.registry import spec_for
-    from msclip.scenes import is_scene
+    from msclip.scenes.source import input_kind
 
     size = spec_for(args.model).image_size
-    scenes, chips = [], []
+    found: dict[str, list[str]] = {"scene": [], "chip": [], "unreadable": []}
     for item in args.inputs:
-        if is_scene(item, size):
-            scenes.append(item)
+        if input_kind(item, size) == "scene":
+            found["scene"].append(item)
             continue
         for path in iter_paths([item]):
-            (scenes if is_scene(path, size) else chips).append(path)
+            found[input_kind(path, size)].append(path)
+    scenes, chips = found["scene"], found["chip"]
     if scenes and chips:
         raise MSClipError(f"give scenes and chips in separate calls (scenes: {scenes[0]}, chips: {chips[0]})")
-    return scenes or None
+    # unreadable files go with the rest, whose reader names and skips them
+    return scenes + found["unreadable"] if scenes else None
 
 
 def run_scene_embed(args: argparse.Namespace, scenes: list[str]) -> int:
@@ -136,7 +138,10 @@ def run_map(args: argparse.Namespace) -> int:
     if not args.output.lower().endswith((".tif", ".tiff")):
         raise MSClipError(f"the map is a GeoTIFF: give --output a .tif name, not {args.output}")
     options = input_options_from(args)
-    scene = open_scene(args.inputs[0], options.layout, list(options.bands) if options.bands else None)
+    try:
+        scene = open_scene(args.inputs[0], options.layout, list(options.bands) if options.bands else None)
+    except SkippedImage as exc:  # the one input is unusable: nothing to write, reported as a skip
+        return report_skipped([(args.inputs[0], str(exc))])
     model = load_model_from(args)
     job = _scene_job(args)
     result = map_scene(
@@ -157,7 +162,15 @@ def run_map(args: argparse.Namespace) -> int:
     counts = result.windows["status"].value_counts().rename_axis("status").reset_index(name="windows")
     show_table(counts, f"{scene.name}: {len(result.windows)} windows")
     print(f"wrote {args.output} and {footprints}")
-    return 0
+    return report_skipped(failed_windows(scene.name, result.windows["status"]))
+
+
+def failed_windows(scene: str, status) -> list[tuple[str, str]]:
+    """Windows that could not be read (not nodata or cloud, which are choices), as one named skip."""
+    failed = status[~status.isin(["ok", "nodata", "cloud"])]
+    if failed.empty:
+        return []
+    return [(scene, f"{scene}: {len(failed)} of {len(status)} windows could not be read ({failed.iloc[0]})")]
 
 
 def run_index_build(args: argparse.Namespace) -> int:

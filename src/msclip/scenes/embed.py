@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from msclip.data import InputOptions, prepare, valid_mask
-from msclip.errors import MSClipError
+from msclip.errors import describe_failure
 from msclip.io import atomic_write, with_msclip_record
 from msclip.models import MSClipModel
 from msclip.scenes.source import SCL_CLOUD, SCL_INVALID, Scene, SceneReader
@@ -83,8 +83,8 @@ class WindowDataset(Dataset):
                 "filled": filled,
                 "cloud": cloud,
             }
-        except MSClipError as exc:
-            return {"index": k, "status": str(exc), "cloud": float("nan")}
+        except Exception as exc:  # a missing tile or a truncated file fails that window, not the scene
+            return {"index": k, "status": describe_failure(f"window {k}", exc), "cloud": float("nan")}
 
 
 def _collate(records: list[dict]) -> dict:

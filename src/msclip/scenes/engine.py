@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from msclip.data import InputOptions
-from msclip.errors import MSClipError
+from msclip.errors import MSClipError, describe_failure
 from msclip.models import ModelArgs, MSClipModel
 from msclip.scenes.embed import WindowOptions, embed_scene, write_geoparquet
 from msclip.scenes.source import open_scene
@@ -140,5 +140,5 @@ def _record(report: BatchReport, location: str, task: Callable[[], str]) -> None
     """Run (or collect) one scene's task; a user-level problem with that scene skips it, not the batch."""
     try:
         report.written.append(task())
-    except MSClipError as exc:
-        report.skipped.append((location, str(exc) if location in str(exc) else f"{location}: {exc}"))
+    except Exception as exc:  # whatever failed in this scene's task (on any engine) skips it, not the batch
+        report.skipped.append((location, describe_failure(location, exc)))

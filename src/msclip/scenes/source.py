@@ -12,6 +12,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from rasterio.windows import Window
 
 from msclip.bands import normalize_band_name, resolve_layout
 from msclip.data import acquisition_time
-from msclip.errors import MSClipError
+from msclip.errors import MSClipError, SkippedImage, describe_failure
 from msclip.io import Raster
 
 #: Scene classification (SCL) classes that hide the ground: cloud shadow, cloud medium/high, thin cirrus.
@@ -84,7 +85,19 @@ class Scene:
 
 
 def open_scene(location: str, layout: str | None = None, bands: list[str] | None = None) -> Scene:
-    """A scene from a raster file, a .SAFE or per-band folder, or a STAC item (.json file or URL)."""
+    """A scene from a raster file, a .SAFE or per-band folder, or a STAC item (.json file or URL).
+
+    A scene that cannot be opened is a :class:`SkippedImage` naming it, whatever library failed.
+    """
+    try:
+        return _open_scene(location, layout, bands)
+    except MSClipError:
+        raise
+    except Exception as exc:
+        raise SkippedImage(describe_failure(location, exc)) from exc
+
+
+def _open_scene(location: str, layout: str | None, bands: list[str] | None) -> Scene:
     if location.startswith(("http://", "https://")) or location.lower().endswith(".json"):
         return _stac_scene(location)
     path = Path(location).resolve()  # absolute: outputs and indexes are read from elsewhere
@@ -98,18 +111,24 @@ def open_scene(location: str, layout: str | None = None, bands: list[str] | None
 def is_scene(location: str, chip_size: int) -> bool:
     """Whether an input is a whole scene rather than a chip: a SAFE/per-band folder, a STAC item, or a
     raster at least twice the model's chip size on a side (smaller ones are resized like chips)."""
+    return input_kind(location, chip_size) == "scene"
+
+
+def input_kind(location: str, chip_size: int) -> Literal["scene", "chip", "unreadable"]:
+    """``is_scene`` that tells apart a file it could not open: that one is neither, and is skipped with
+    whichever kind of inputs it came with (a corrupt scene among scenes is not "a chip")."""
     if location.startswith(("http://", "https://")) or location.lower().endswith(".json"):
-        return True
+        return "scene"
     path = Path(location)
     if path.is_dir():
-        return _is_safe(path) or {"B02", "B03", "B04"} <= set(_band_files(path))
+        return "scene" if _is_safe(path) or {"B02", "B03", "B04"} <= set(_band_files(path)) else "chip"
     if path.suffix.lower() not in {".tif", ".tiff", ".jp2", ".vrt"} or not path.is_file():
-        return False
+        return "chip"
     try:
         with _quiet(), rasterio.open(path) as src:
-            return max(src.width, src.height) >= 2 * chip_size
+            return "scene" if max(src.width, src.height) >= 2 * chip_size else "chip"
     except rasterio.errors.RasterioError:
-        return False
+        return "unreadable"
 
 
 def _raster_scene(path: str, layout: str | None, bands: list[str] | None) -> Scene:
@@ -194,7 +213,7 @@ def _stac_scene(href: str) -> Scene:
     try:
         item = pystac.Item.from_file(href)
     except Exception as exc:  # network errors, bad JSON, not an item: all mean "cannot use this input"
-        raise MSClipError(f"{href}: cannot read the STAC item ({type(exc).__name__}: {exc})") from exc
+        raise SkippedImage(f"{href}: cannot read the STAC item ({type(exc).__name__}: {exc})") from exc
     sources = {}
     for key, asset in item.assets.items():
         name = STAC_ASSETS.get(key.lower()) or ("SCL" if key.upper() == "SCL" else normalize_band_name(key))
