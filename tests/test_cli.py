@@ -120,3 +120,14 @@ def test_output_folders_are_made_as_needed(tmp_path):
     out = tmp_path / "new" / "folder" / "r.csv"
     assert main(["classify", str(L2A_CHIPS), "--classes", "a", "b", "--output", str(out), *TINY]) == 0
     assert len(pd.read_csv(out)) == 5
+
+
+def test_an_unforeseen_error_is_one_line_and_verbose_shows_it(tmp_path, capsys):
+    index = tmp_path / "idx"
+    index.mkdir()
+    (index / "index.json").write_text("{not json")
+    assert main(["index", "search", str(index), "--query", "a river"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("msclip: error: ")
+    with pytest.raises(Exception):  # noqa: B017 - whatever it was, -v lets it through
+        main(["-v", "index", "search", str(index), "--query", "a river"])

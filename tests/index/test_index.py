@@ -153,6 +153,21 @@ def test_mistakes_are_user_errors(collection, tmp_path):
         add_to_index(str(folder / "idx"), [str(folder / "small.parquet")])
 
 
+def test_damaged_indexes_are_one_line_errors(collection):
+    folder, _ = collection
+    build_index([str(folder / "a.parquet")], str(folder / "idx"))
+    manifest = folder / "idx" / store.MANIFEST_FILE
+    good = manifest.read_text()
+    for text, message in (("{not json", "unreadable index manifest"), ("[1, 2]", "not an msclip index")):
+        manifest.write_text(text)
+        with pytest.raises(MSClipError, match=message):
+            open_index(str(folder / "idx"))
+    manifest.write_text(good)
+    (folder / "idx" / store.INDEX_FILE).unlink()
+    with pytest.raises(MSClipError, match="vectors.faiss is missing"):
+        open_index(str(folder / "idx"))
+
+
 def test_index_of_real_chip_embeddings(tiny_model, chip_paths, tmp_path):
     from tests.helpers import read_array, write_geotiff
 

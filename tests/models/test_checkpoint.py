@@ -98,8 +98,13 @@ def test_pickled_objects_are_refused(tmp_path):
     import argparse
 
     torch.save({"weights": argparse.Namespace(run="anything")}, tmp_path / "evil.pt")
-    with pytest.raises(MSClipError, match="not a plain tensor checkpoint"):
+    with pytest.raises(MSClipError, match="does not unpickle") as refused:
         read_state_dict(tmp_path / "evil.pt")
+    assert "\n" not in str(refused.value) and "weights_only=False" not in str(refused.value)
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    with pytest.raises(MSClipError, match="not a checkpoint") as refused:
+        read_state_dict(tmp_path / "notes.pt")
+    assert "\n" not in str(refused.value)
     with pytest.raises(MSClipError, match="checkpoint not found"):
         read_state_dict(tmp_path / "absent.pt")
 

@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("msclip: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # unforeseen (a library's error, a bug): one line; -v shows the traceback
+        if args.verbose:
+            raise
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        print(f"msclip: error: {type(exc).__name__}: {first_line} (-v shows details)", file=sys.stderr)
+        return 1
 
 
 def entry() -> None:

@@ -277,7 +277,16 @@ def read_manifest(index_dir: str | Path) -> dict:
         raise MSClipError(
             f"{folder}: not an msclip index (no {MANIFEST_FILE}); make one with `msclip index build`"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MSClipError(f"{path}: unreadable index manifest ({exc}); rebuild the index") from exc
+    if not isinstance(manifest, dict) or not {"kind", "dim", "count"} <= set(manifest):
+        raise MSClipError(f"{path}: not an msclip index manifest; rebuild the index")
+    for part in (INDEX_FILE, METADATA_FILE):
+        if not (folder / part).is_file():
+            raise MSClipError(f"{folder}: the index is incomplete ({part} is missing); rebuild it")
+    return manifest
 
 
 def _unique_files(embedding_files: list[str]) -> list[str]:

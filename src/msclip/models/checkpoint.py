@@ -32,15 +32,27 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as exc:
             raise MSClipError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if not _looks_like_torch_file(path):
+        raise MSClipError(f"{path}: not a checkpoint (neither a PyTorch file nor .safetensors)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise MSClipError(f"{path}: not a plain tensor checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise MSClipError(
+            f"{path}: holds Python objects besides tensors, which msclip does not unpickle (unsafe); "
+            "where you trust it, save its state_dict or convert it to .safetensors"
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # open_clip / Lightning training checkpoints
     if not isinstance(state, dict):
         raise MSClipError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, before torch 1.6, a pickle): anything else is no checkpoint."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head.startswith((b"PK\x03\x04", b"\x80"))
 
 
 def to_open_clip_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
