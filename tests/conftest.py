@@ -9,7 +9,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: Real chips and the official checkpoint's layout, copied into the repository (see data/README.md).
+SHARED_DATA = Path(__file__).resolve().parent / "data"
 L2A_CHIPS = SHARED_DATA / "sentinel2_l2a_examples"
 RGB_CHIPS = SHARED_DATA / "rgb_examples"
 CHECKPOINT_LAYOUT = SHARED_DATA / "official_checkpoint_layout.json"

@@ -9,7 +9,7 @@ import torch
 from msclip.training import make_config
 from tests.conftest import L2A_CHIPS
 
-#: What each example chip shows (see ../shared/data/README.md), in two wordings each.
+#: What each example chip shows (see tests/data/README.md), in two wordings each.
 CAPTIONS = {
     "282D_485L_3_3": ["a sandy coast next to the open ocean", "beach and sea water along a shoreline"],
     "38D_378R_2_3": ["dry farmland with eroded bare land", "arid fields and gullies of eroded soil"],
