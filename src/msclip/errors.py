@@ -7,3 +7,7 @@ class MSClipError(Exception):
 
 class SkippedImage(MSClipError):
     """An input that cannot be used (unreadable, wrong shape, all nodata); batches report and skip it."""
+
+
+class BoaOffsetWarning(UserWarning):
+    """An image's BOA offset was decided by its data, or its data contradicts its tags (see the outputs)."""

@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 from msclip.errors import MSClipError
 
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
     )
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.run(args) or 0)
     except MSClipError as exc:
         if args.verbose:
             raise
@@ -53,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("msclip: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr, like an error (its place in msclip's code tells a user nothing)."""
+    print(f"msclip: warning: {message}", file=sys.stderr)
 
 
 def entry() -> None:
