@@ -24,6 +24,18 @@ COMMAND_MODULES = (
     "msclip.cli.scenes",
 )
 
+#: The extra each command needs beyond the core install (embed needs [scenes] only for whole scenes).
+COMMAND_EXTRAS = {
+    "app": "app",
+    "evaluate": "evaluate",
+    "caption": "caption",
+    "caption-report": "caption",
+    "train": "train",
+    "map": "scenes",
+    "index": "scenes",
+    "embed": "scenes",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     from msclip import __version__
@@ -52,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"msclip: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        extra = COMMAND_EXTRAS.get(args.command)
+        if extra is None or args.verbose:
+            raise
+        print(
+            f"msclip: error: {args.command} needs the [{extra}] extra ({exc.name} is not installed): "
+            f"pip install 'msclip[{extra}]'",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("msclip: interrupted", file=sys.stderr)
