@@ -42,6 +42,16 @@ def test_retrieve_and_embed(tmp_path):
     assert len(table) == 5 and len(table["embedding"][0]) == 32
 
 
+def test_offset_decided_by_the_data_is_said_once_in_one_line(chip_paths, tmp_path, capsys):
+    for chip in chip_paths[:2]:
+        write_geotiff(tmp_path / chip.name, read_array(chip), like=chip, tags={"DATETIME": "2023-06-01"})
+    out = tmp_path / "r.csv"
+    assert main(["classify", str(tmp_path), "--classes", "a", "b", "--output", str(out), *TINY]) == 0
+    assert pd.read_csv(out)["boa_offset_source"].tolist() == ["data", "data"]
+    warning = [line for line in capsys.readouterr().err.splitlines() if "BOA offset" in line]
+    assert len(warning) == 1 and warning[0].startswith("msclip: warning: 2 image(s) dated on or after")
+
+
 def test_skipped_inputs_are_listed_and_exit_3(chip_paths, tmp_path, capsys):
     write_geotiff(tmp_path / "good.tif", read_array(chip_paths[0]), like=chip_paths[0])
     (tmp_path / "broken.tif").write_bytes(b"garbage")

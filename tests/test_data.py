@@ -1,10 +1,24 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from msclip.bands import LAYOUTS, RGB, S2_10
-from msclip.data import InputOptions, boa_offset_of, fill_gaps, prepare, rgb_composite, valid_mask
-from msclip.errors import SkippedImage
-from msclip.io import Raster
+from msclip.bands import BOA_OFFSET, LAYOUTS, RGB, S2_10, remove_boa_offset
+from msclip.data import (
+    InputOptions,
+    OffsetDecision,
+    below_offset_share,
+    fill_gaps,
+    offset_decision,
+    prepare,
+    prepare_image,
+    rgb_composite,
+    valid_mask,
+    warn_offset_decisions,
+)
+from msclip.errors import BoaOffsetWarning, SkippedImage
+from msclip.io import Raster, read
+from tests.helpers import read_array, write_geotiff
 
 
 def raster(array, tags=None, nodata=None):
@@ -14,20 +28,72 @@ def raster(array, tags=None, nodata=None):
 @pytest.mark.parametrize(
     ("tags", "expected"),
     [
-        ({"BOA_ADD_OFFSET": "-1000"}, 1000),
-        ({"PROCESSING_BASELINE": "05.09"}, 1000),
-        ({"PROCESSING_BASELINE": "03.01"}, 0),
-        ({"DATETIME": "2023-06-01T10:00:00"}, 1000),
-        ({"DATETIME": "2021-07-23T13:22:41.000000000"}, 0),
-        ({}, 0),
+        ({"BOA_ADD_OFFSET": "-1000"}, (1000, "tag")),
+        ({"PROCESSING_BASELINE": "05.09"}, (1000, "baseline")),
+        ({"PROCESSING_BASELINE": "03.01"}, (0, "baseline")),
+        ({"DATETIME": "2023-06-01T10:00:00"}, (1000, "date")),  # no valid pixel to check
+        ({"DATETIME": "2021-07-23T13:22:41.000000000"}, (0, "date")),
+        ({}, (0, "none")),
     ],
 )
 def test_auto_offset_reads_metadata(tags, expected):
-    assert boa_offset_of(raster(np.zeros((12, 1, 1)), tags)) == expected
+    decision = offset_decision(raster(np.zeros((12, 1, 1)), tags))
+    assert (decision.offset, decision.source) == expected
 
 
 def test_explicit_offset_wins():
-    assert boa_offset_of(raster(np.zeros((12, 1, 1)), {"BOA_ADD_OFFSET": "-1000"}), "0") == 0
+    decision = offset_decision(raster(np.zeros((12, 1, 1)), {"BOA_ADD_OFFSET": "-1000"}), "0")
+    assert (decision.offset, decision.source) == (0, "option")
+
+
+DATED = {"DATETIME": "2023-06-01T10:00:00"}
+
+
+def tagged_copy(chip: Path, target: Path, add: int = 0, **tags) -> Path:
+    """A copy of a real chip, ``add`` DN on every valid pixel, with metadata ``tags``."""
+    array = read_array(chip)
+    shifted = np.where((array == 0).all(axis=0), 0, array + add).astype(array.dtype)
+    return write_geotiff(target, shifted, like=chip, tags=tags)
+
+
+def prepared(path: Path):
+    return prepare_image(read(path), S2_10, InputOptions())
+
+
+def test_a_dated_harmonised_chip_keeps_its_values(chip_paths, tmp_path):
+    harmonised = chip_paths[0]  # 282D: water and fields, most blue values far below 1000
+    result = prepared(tagged_copy(harmonised, tmp_path / "dated.tif", **DATED))
+    assert (result.offset.offset, result.offset.source) == (0, "data")
+    np.testing.assert_array_equal(result.array, prepared(harmonised).array)
+
+
+def test_a_dated_chip_with_the_offset_is_corrected(chip_paths, tmp_path):
+    for chip in chip_paths:  # dark and bright chips alike: +1000 puts every visible value above 1000
+        result = prepared(tagged_copy(chip, tmp_path / chip.name, add=BOA_OFFSET, **DATED))
+        assert (result.offset.offset, result.offset.source) == (BOA_OFFSET, "date+data")
+        np.testing.assert_array_equal(result.array, prepared(chip).array)
+
+
+def test_tags_are_trusted_but_a_contradiction_is_flagged(chip_paths, tmp_path):
+    tagged = tagged_copy(chip_paths[0], tmp_path / "tagged.tif", BOA_ADD_OFFSET="-1000")
+    result = prepared(tagged)
+    assert result.offset == OffsetDecision(BOA_OFFSET, "tag", contradicted=True)
+    np.testing.assert_array_equal(result.array, remove_boa_offset(prepared(chip_paths[0]).array, BOA_OFFSET))
+    with pytest.warns(BoaOffsetWarning, match=r"1 image\(s\) tagged with the \+1000 BOA offset .*tagged.tif"):
+        warn_offset_decisions({str(tagged): result.offset})
+    consistent = prepared(
+        tagged_copy(chip_paths[0], tmp_path / "ok.tif", add=BOA_OFFSET, BOA_ADD_OFFSET="-1000")
+    )
+    assert consistent.offset == OffsetDecision(BOA_OFFSET, "tag")
+
+
+def test_below_offset_share_counts_visible_values_of_valid_pixels():
+    array = np.full((12, 2, 2), 1500, np.int16)
+    array[1:4, 0, 0] = 200  # one dark pixel in B02 B03 B04
+    array[:, 1, 1] = 0  # nodata
+    valid = valid_mask(array, None)
+    assert below_offset_share(array, LAYOUTS["L2A"], valid) == pytest.approx(1 / 3)
+    assert below_offset_share(array[4:], LAYOUTS["L2A"][4:], valid) is None  # no visible band
 
 
 def test_offset_is_removed_before_the_model_sees_the_data():

@@ -14,11 +14,39 @@ CLASSES = ["ocean", "agriculture", "snow", "urban area"]
 def test_classify_real_chips(tiny_model, chip_paths):
     result = msclip.classify(tiny_model, [L2A_CHIPS], CLASSES, template_set="clip")
     table = result.table
-    assert list(table.columns) == ["image", "label", *CLASSES, "filled_fraction"]
+    assert list(table.columns) == [
+        "image",
+        "label",
+        *CLASSES,
+        "filled_fraction",
+        "boa_offset",
+        "boa_offset_source",
+    ]
+    assert (table["boa_offset"] == 0).all() and (table["boa_offset_source"] == "none").all()
     assert table["image"].tolist() == [str(p) for p in chip_paths]
     assert np.allclose(table[CLASSES].sum(axis=1), 1.0, atol=1e-5)
     assert set(table["label"]) <= set(CLASSES)
     assert not result.skipped
+
+
+def test_offset_decisions_are_recorded_per_image_and_reported_once(tiny_model, chip_paths, tmp_path):
+    dated = {"DATETIME": "2023-06-01T10:00:00"}
+    for chip in chip_paths[:2]:  # harmonised, dated: the data keeps them from being subtracted
+        write_geotiff(tmp_path / f"harmonised_{chip.name}", read_array(chip), like=chip, tags=dated)
+    write_geotiff(tmp_path / "offset.tif", read_array(chip_paths[0]) + 1000, like=chip_paths[0], tags=dated)
+    with pytest.warns(msclip.errors.BoaOffsetWarning) as caught:
+        classified = msclip.classify(tiny_model, [tmp_path], CLASSES, template_set="clip", batch_size=2).table
+    assert [str(w.message).split(" image(s)")[0] for w in caught] == ["2"]
+    assert classified["boa_offset"].tolist() == [0, 0, 1000]
+    assert classified["boa_offset_source"].tolist() == ["data", "data", "date+data"]
+    reference = msclip.classify(tiny_model, [chip_paths[0]], CLASSES, template_set="clip").table
+    for row in (0, 2):  # the dated copy and the corrected +1000 copy score as the original
+        np.testing.assert_allclose(classified[CLASSES].iloc[row], reference[CLASSES].iloc[0], atol=1e-6)
+    with pytest.warns(msclip.errors.BoaOffsetWarning):
+        embedded = msclip.embed(tiny_model, [tmp_path]).table
+    assert embedded[["boa_offset", "boa_offset_source"]].equals(
+        classified[["boa_offset", "boa_offset_source"]]
+    )
 
 
 def test_probabilities_follow_the_reference_formula(tiny_model, chip_paths):

@@ -6,7 +6,9 @@ caller reports and skips, so one corrupt chip never stops a batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -15,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from msclip.bands import BASELINE_04_START, BOA_OFFSET, RGB, remove_boa_offset, select_bands
-from msclip.errors import MSClipError, SkippedImage
+from msclip.errors import BoaOffsetWarning, MSClipError, SkippedImage
 from msclip.io import Raster, read
 
 #: Reflectance (x 10000) that maps to 255 when a multispectral file is shown to an RGB model.
@@ -46,26 +48,110 @@ class InputOptions:
     boa_offset: Literal["auto", "0", "1000"] | int = "auto"
 
 
-def boa_offset_of(raster: Raster, option: str | int = "auto") -> int:
-    """The offset to subtract: given explicitly, or read from the file's metadata (0 when it says nothing).
+#: Bands whose dark pixels show whether a file can carry the offset (water, shadow and vegetation are dark there).
+VISIBLE_BANDS = ("B02", "B03", "B04")
+#: With the offset only negative reflectance (rare) lies below 1000 DN; from this share of the valid pixels'
+#: visible-band values below it on, a file cannot carry the offset (it was harmonised before it reached us).
+BELOW_OFFSET_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class OffsetDecision:
+    """The offset subtracted from one image and what decided it, recorded per image in outputs.
+
+    ``source``: ``option`` (given explicitly), ``tag`` (BOA_ADD_OFFSET), ``baseline`` (PROCESSING_BASELINE),
+    ``date`` (the acquisition date alone: before 2022-01-25, or no visible band to check),
+    ``date+data`` (a date since then, and data that can carry the offset), ``data`` (a date since then, but
+    data that cannot carry it: not subtracted), ``none`` (nothing says: 0). ``contradicted``: a tag announced
+    the offset but the data cannot carry it (the tag is trusted; callers warn).
+    """
+
+    offset: int
+    source: str
+    contradicted: bool = False
+
+
+def decide_boa_offset(
+    tags: dict[str, str], option: str | int = "auto", below_share: Callable[[], float | None] = lambda: None
+) -> OffsetDecision:
+    """The offset to subtract: given explicitly, else from the tags, checked against the data.
 
     ``auto`` trusts, in order: a BOA_ADD_OFFSET tag, a PROCESSING_BASELINE tag, an acquisition date
-    (products from 2022-01-25 carry the offset).
+    (products from 2022-01-25 carry the offset), but a date is overruled by data that cannot carry the
+    offset. ``below_share`` gives the share of valid visible-band values below the offset (None: no visible
+    band); it is only called when the data is consulted, so a scene is read only when needed.
     """
     if str(option) != "auto":
         try:
-            return int(option)
+            return OffsetDecision(int(option), "option")
         except ValueError:
             raise MSClipError(f"--boa-offset must be auto, 0 or 1000, not {option!r}") from None
-    tags = raster.tags
     if "BOA_ADD_OFFSET" in tags:
-        return -int(float(tags["BOA_ADD_OFFSET"]))
+        return _trusted(-int(float(tags["BOA_ADD_OFFSET"])), "tag", below_share)
     if "PROCESSING_BASELINE" in tags:
-        return BOA_OFFSET if float(tags["PROCESSING_BASELINE"]) >= 4.0 else 0
+        baseline_offset = BOA_OFFSET if float(tags["PROCESSING_BASELINE"]) >= 4.0 else 0
+        return _trusted(baseline_offset, "baseline", below_share)
     acquired = acquisition_time(tags)
-    if acquired is not None:
-        return BOA_OFFSET if acquired.strftime("%Y-%m-%d") >= BASELINE_04_START else 0
-    return 0
+    if acquired is None:
+        return OffsetDecision(0, "none")
+    if acquired.strftime("%Y-%m-%d") < BASELINE_04_START:
+        return OffsetDecision(0, "date")
+    share = below_share()
+    if share is None:
+        return OffsetDecision(BOA_OFFSET, "date")
+    if share >= BELOW_OFFSET_SHARE:
+        return OffsetDecision(0, "data")
+    return OffsetDecision(BOA_OFFSET, "date+data")
+
+
+def _trusted(offset: int, source: str, below_share: Callable[[], float | None]) -> OffsetDecision:
+    """A tag's word, flagged when it announces the offset and the data cannot carry it."""
+    contradicted = offset > 0 and (below_share() or 0.0) >= BELOW_OFFSET_SHARE
+    return OffsetDecision(offset, source, contradicted)
+
+
+def below_offset_share(array: np.ndarray, bands: tuple[str, ...], valid: np.ndarray) -> float | None:
+    """Share of the valid pixels' visible-band values below the offset; None without a visible band."""
+    visible = tuple(b for b in VISIBLE_BANDS if b in bands)
+    if not visible or not valid.any():
+        return None
+    values = select_bands(array, bands, visible)[:, valid]
+    return float((values < BOA_OFFSET).mean())
+
+
+def offset_decision(
+    raster: Raster, option: str | int = "auto", valid: np.ndarray | None = None
+) -> OffsetDecision:
+    """:func:`decide_boa_offset` for one image, its data checked on the ``valid`` pixels (default: not nodata)."""
+
+    def below_share() -> float | None:
+        mask = valid_mask(raster.array, raster.nodata) if valid is None else valid
+        return below_offset_share(raster.array, raster.bands, mask)
+
+    return decide_boa_offset(raster.tags, option, below_share)
+
+
+def warn_offset_decisions(decisions: dict[str, OffsetDecision]) -> None:
+    """Once per run: how many images the data kept from subtracting, and which tags the data contradicts."""
+    by_data = [name for name, d in decisions.items() if d.source == "data"]
+    contradicted = [name for name, d in decisions.items() if d.contradicted]
+    rule = f">= {BELOW_OFFSET_SHARE:.0%} of the valid {'/'.join(VISIBLE_BANDS)} values below {BOA_OFFSET}"
+    if by_data:
+        warnings.warn(
+            f"{len(by_data)} image(s) dated on or after {BASELINE_04_START} cannot carry the +{BOA_OFFSET} "
+            f"BOA offset ({rule}): not subtracted (boa_offset_source 'data'; --boa-offset {BOA_OFFSET} "
+            f"subtracts anyway), e.g. {by_data[0]}",
+            BoaOffsetWarning,
+            stacklevel=2,
+        )
+    if contradicted:
+        warnings.warn(
+            f"{len(contradicted)} image(s) tagged with the +{BOA_OFFSET} BOA offset hold data that cannot "
+            f"carry it ({rule}): subtracted as tagged, dark pixels clip at 0 (--boa-offset 0 keeps them), "
+            f"e.g. {contradicted[0]}",
+            BoaOffsetWarning,
+            stacklevel=2,
+        )
 
 
 def valid_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -88,23 +174,39 @@ def fill_gaps(array: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def prepare(raster: Raster, bands: tuple[str, ...], options: InputOptions) -> tuple[np.ndarray, float]:
-    """Model-ready float32 reflectance (len(bands), H, W) and the fraction of pixels that were filled.
+@dataclass
+class Prepared:
+    """A model-ready array, the share of its pixels that were filled, and the offset decision behind it."""
+
+    array: np.ndarray
+    filled: float
+    offset: OffsetDecision = field(default_factory=lambda: OffsetDecision(0, "none"))
+
+
+def prepare_image(raster: Raster, bands: tuple[str, ...], options: InputOptions) -> Prepared:
+    """Model-ready float32 reflectance (len(bands), H, W), the filled share and the offset decision.
 
     ``bands == RGB`` with 8-bit pictures or multispectral files gives a uint8 true-colour image instead.
     """
     if bands == RGB and raster.is_rgb8:
-        return raster.array, 0.0
+        return Prepared(raster.array, 0.0)
     array = select_bands(raster.array, raster.bands, bands)
     valid = valid_mask(array, raster.nodata)
     valid_fraction = float(valid.mean())
     if valid_fraction == 0:
         raise SkippedImage(f"{raster.path}: no valid pixels (all nodata or NaN)")
-    array = remove_boa_offset(array, boa_offset_of(raster, options.boa_offset), valid)
+    decision = offset_decision(raster, options.boa_offset, valid)
+    array = remove_boa_offset(array, decision.offset, valid)
     array = fill_gaps(array.astype(np.float32, copy=False), valid)
     if bands == RGB:
         array = rgb_composite(array)
-    return array, 1.0 - valid_fraction
+    return Prepared(array, 1.0 - valid_fraction, decision)
+
+
+def prepare(raster: Raster, bands: tuple[str, ...], options: InputOptions) -> tuple[np.ndarray, float]:
+    """:func:`prepare_image` for callers that need only the array and the filled share."""
+    prepared = prepare_image(raster, bands, options)
+    return prepared.array, prepared.filled
 
 
 def rgb_composite(reflectance: np.ndarray) -> np.ndarray:
@@ -129,11 +231,12 @@ class ChipDataset(Dataset):
         path = self.paths[index]
         try:
             raster = read(path, self.options.layout, list(self.options.bands) if self.options.bands else None)
-            array, filled = prepare(raster, self.bands, self.options)
+            prepared = prepare_image(raster, self.bands, self.options)
             return {
                 "index": index,
-                "image": self.transform(array),
-                "filled": filled,
+                "image": self.transform(prepared.array),
+                "filled": prepared.filled,
+                "boa_offset": prepared.offset,
                 "crs": raster.crs,
                 "bounds": raster.bounds,
                 "datetime": acquisition_time(raster.tags),
@@ -149,9 +252,10 @@ def collate_chips(records: list[dict]) -> dict:
         "index": [r["index"] for r in good],
         "image": torch.stack([r["image"] for r in good]) if good else None,
         "filled": [r["filled"] for r in good],
-        # georeference and date are optional in a record (evaluation datasets have none)
+        # georeference, date and offset decision are optional in a record (evaluation datasets have none)
         "crs": [r.get("crs") for r in good],
         "bounds": [r.get("bounds") for r in good],
         "datetime": [r.get("datetime") for r in good],
+        "boa_offset": [r.get("boa_offset") for r in good],
         "errors": [(r["index"], r["error"]) for r in records if "error" in r],
     }

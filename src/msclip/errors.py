@@ -15,3 +15,7 @@ def describe_failure(name: str, exc: BaseException) -> str:
         message = str(exc)
         return message if name in message else f"{name}: {message}"
     return f"{name}: cannot read ({type(exc).__name__}: {exc})"
+
+
+class BoaOffsetWarning(UserWarning):
+    """An image's BOA offset was decided by its data, or its data contradicts its tags (see the outputs)."""

@@ -15,10 +15,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from msclip.data import ChipDataset, InputOptions, collate_chips
+from msclip.data import ChipDataset, InputOptions, OffsetDecision, collate_chips, warn_offset_decisions
 from msclip.io import iter_paths
 from msclip.models import MSClipModel
 from msclip.text import class_embeddings, class_names, templates
+
+#: How each image's baseline-04.00 offset was handled (see :class:`msclip.data.OffsetDecision`).
+OFFSET_COLUMNS = ("boa_offset", "boa_offset_source")
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Batch:
     crs: list[str | None]
     bounds: list[tuple | None]
     datetime: list[pd.Timestamp | None]
+    offsets: list[OffsetDecision]
 
 
 def default_workers(n_images: int) -> int:
@@ -53,34 +57,44 @@ def embed_batches(
     progress: bool = False,
     skipped: list[tuple[str, str]] | None = None,
 ) -> Iterator[Batch]:
-    """Yield image embeddings batch by batch, in sorted path order; bad files go to ``skipped``."""
+    """Yield image embeddings batch by batch, in sorted path order; bad files go to ``skipped``.
+
+    At the end, one warning says how many images the data kept from subtracting the offset, one which
+    images' tags the data contradicts (see :func:`msclip.data.warn_offset_decisions`).
+    """
     paths = iter_paths(inputs)
     dataset = ChipDataset(paths, model.bands, model.transform, options or InputOptions())
     workers = default_workers(len(paths)) if workers is None else workers
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_chips, shuffle=False
     )
+    decisions: dict[str, OffsetDecision] = {}
     with tqdm(total=len(paths), unit="img", disable=not progress, desc="images") as bar:
         for batch in loader:
             for index, message in batch["errors"]:
                 if skipped is not None:
                     skipped.append((paths[index], message))
             if batch["image"] is not None:
+                batch_paths = [paths[i] for i in batch["index"]]
+                decisions.update(zip(batch_paths, batch["boa_offset"], strict=True))
                 yield Batch(
-                    [paths[i] for i in batch["index"]],
+                    batch_paths,
                     model.encode_image(batch["image"]),
                     batch["filled"],
                     batch["crs"],
                     batch["bounds"],
                     batch["datetime"],
+                    batch["boa_offset"],
                 )
             bar.update(len(batch["index"]) + len(batch["errors"]))
+    warn_offset_decisions(decisions)
 
 
 def embed(model: MSClipModel, inputs: Sequence[str], **kwargs) -> Result:
     """L2-normalised image embeddings, with CRS and bounds for georeferenced files.
 
     ``datetime`` is the acquisition time when the file's metadata says (for date filters in an index);
+    ``boa_offset`` and ``boa_offset_source`` the offset removed and what decided it;
     the table's ``attrs`` name the model, which Parquet outputs record so an index embeds queries alike.
     """
     skipped: list[tuple[str, str]] = []
@@ -92,13 +106,22 @@ def embed(model: MSClipModel, inputs: Sequence[str], **kwargs) -> Result:
             "bounds": list(bounds) if bounds else None,
             "datetime": acquired,
             "filled_fraction": filled,
+            "boa_offset": offset.offset,
+            "boa_offset_source": offset.source,
         }
         for batch in embed_batches(model, inputs, skipped=skipped, **kwargs)
-        for path, vector, crs, bounds, acquired, filled in zip(
-            batch.paths, batch.embeddings, batch.crs, batch.bounds, batch.datetime, batch.filled, strict=True
+        for path, vector, crs, bounds, acquired, filled, offset in zip(
+            batch.paths,
+            batch.embeddings,
+            batch.crs,
+            batch.bounds,
+            batch.datetime,
+            batch.filled,
+            batch.offsets,
+            strict=True,
         )
     ]
-    columns = ["image", "embedding", "crs", "bounds", "datetime", "filled_fraction"]
+    columns = ["image", "embedding", "crs", "bounds", "datetime", "filled_fraction", *OFFSET_COLUMNS]
     table = pd.DataFrame(rows, columns=columns)
     table["datetime"] = pd.to_datetime(table["datetime"], utc=True)
     table.attrs["msclip"] = model.record
@@ -116,7 +139,8 @@ def classify(
     """Zero-shot class probabilities: softmax over 100 x cosine (the model's logit scale) per image.
 
     Columns: ``image``, ``label`` (top class), one probability column per class, ``filled_fraction``
-    (share of nodata pixels that were filled; 0 for complete images).
+    (share of nodata pixels that were filled; 0 for complete images), ``boa_offset`` and
+    ``boa_offset_source`` (the offset removed and what decided it).
     """
     names = class_names(list(classes))
     prompts = templates(template_set) if isinstance(template_set, str) else list(template_set)
@@ -129,8 +153,10 @@ def classify(
         frame.insert(0, "label", [names[i] for i in probabilities.argmax(dim=-1).tolist()])
         frame.insert(0, "image", batch.paths)
         frame["filled_fraction"] = batch.filled
+        frame["boa_offset"] = [d.offset for d in batch.offsets]
+        frame["boa_offset_source"] = [d.source for d in batch.offsets]
         frames.append(frame)
-    columns = ["image", "label", *names, "filled_fraction"]
+    columns = ["image", "label", *names, "filled_fraction", *OFFSET_COLUMNS]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return Result(table[columns], skipped)
 

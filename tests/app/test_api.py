@@ -64,7 +64,14 @@ def test_classify_uploads_and_examples_as_the_api_does(client, tiny_model, chip_
     csv = client.get(answer["csv"])
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     table = pd.read_csv(io.StringIO(csv.text))
-    assert list(table.columns) == ["image", "label", *CLASSES, "filled_fraction"]
+    assert list(table.columns) == [
+        "image",
+        "label",
+        *CLASSES,
+        "filled_fraction",
+        "boa_offset",
+        "boa_offset_source",
+    ]
     assert sorted(table["image"]) == sorted(by_name)  # names the user knows, never temporary paths
 
 

@@ -9,7 +9,8 @@ from rasterio import Affine
 from rasterio.windows import Window
 
 from msclip import classify
-from msclip.data import boa_offset_of
+from msclip.data import offset_decision
+from msclip.errors import BoaOffsetWarning
 from msclip.index import build_index, open_index
 from msclip.scenes import (
     WindowOptions,
@@ -97,6 +98,27 @@ def test_scene_embeddings_feed_the_index(tiny_model, scene_path, tmp_path):
     assert index.search(query, bbox=(0, 0, 1, 1)).empty  # far from this scene
 
 
+def test_one_offset_decision_per_scene_from_its_data(tiny_model, scene_path, chip_paths, tmp_path):
+    """The dated mosaic of harmonised chips keeps its values; the same scene +1000 is corrected."""
+    with rasterio.open(scene_path) as src:
+        array, profile = src.read(), src.profile
+    with rasterio.open(tmp_path / "offset.tif", "w", **profile) as dst:
+        dst.write(np.where(array == 0, 0, array + 1000).astype(array.dtype))
+        dst.update_tags(DATETIME="2023-06-01T13:22:41Z")
+    windows = WindowOptions(stride=448)
+    with pytest.warns(BoaOffsetWarning, match="1 image"):
+        harmonised = embed_scene(tiny_model, open_scene(str(scene_path)), windows=windows)
+    corrected = embed_scene(tiny_model, open_scene(str(tmp_path / "offset.tif")), windows=windows)
+    assert set(zip(harmonised["boa_offset"], harmonised["boa_offset_source"], strict=True)) == {(0, "data")}
+    assert set(zip(corrected["boa_offset"], corrected["boa_offset_source"], strict=True)) == {
+        (1000, "date+data")
+    }
+    kept = harmonised["status"] == "ok"
+    np.testing.assert_allclose(
+        np.stack(corrected["embedding"][kept]), np.stack(harmonised["embedding"][kept]), atol=1e-6
+    )
+
+
 def test_safe_folder_bands_by_name_cloud_mask_and_offset(tiny_model, safe_path):
     assert is_scene(str(safe_path), 224)
     scene = open_scene(str(safe_path))
@@ -105,10 +127,11 @@ def test_safe_folder_bands_by_name_cloud_mask_and_offset(tiny_model, safe_path):
     assert "R10m" in scene.bands["B02"].href and "R20m" in scene.bands["B05"].href
     reader = SceneReader(scene)
     raster = reader.read(Window(224, 224, 224, 224), ("B02", "B05", "B01"))
-    assert raster.array.shape == (3, 224, 224) and boa_offset_of(raster) == 1000
+    assert raster.array.shape == (3, 224, 224) and offset_decision(raster).offset == 1000
     assert str(scene.datetime) == "2023-06-01 13:22:41.024000+00:00"
     table = embed_scene(tiny_model, scene)
     assert table["status"].tolist() == ["cloud"] + ["ok"] * 8
+    assert set(zip(table["boa_offset"], table["boa_offset_source"], strict=True)) == {(1000, "tag")}
     assert table["cloud_fraction"].tolist() == [1.0] + [0.0] * 8
 
 

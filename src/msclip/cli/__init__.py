@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 from msclip.errors import MSClipError
 
@@ -22,6 +23,18 @@ COMMAND_MODULES = (
     "msclip.cli.train",
     "msclip.cli.scenes",
 )
+
+#: The extra each command needs beyond the core install (embed needs [scenes] only for whole scenes).
+COMMAND_EXTRAS = {
+    "app": "app",
+    "evaluate": "evaluate",
+    "caption": "caption",
+    "caption-report": "caption",
+    "train": "train",
+    "map": "scenes",
+    "index": "scenes",
+    "embed": "scenes",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,11 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         check_outputs(args)
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.run(args) or 0)
     except MSClipError as exc:
         if args.verbose:
             raise
         print(f"msclip: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        extra = COMMAND_EXTRAS.get(args.command)
+        if extra is None or args.verbose:
+            raise
+        print(
+            f"msclip: error: {args.command} needs the [{extra}] extra ({exc.name} is not installed): "
+            f"pip install 'msclip[{extra}]'",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("msclip: interrupted", file=sys.stderr)
@@ -62,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         first_line = (str(exc).strip().splitlines() or [""])[0]
         print(f"msclip: error: {type(exc).__name__}: {first_line} (-v shows details)", file=sys.stderr)
         return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr, like an error (its place in msclip's code tells a user nothing)."""
+    print(f"msclip: warning: {message}", file=sys.stderr)
 
 
 def entry() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import geopandas as gpd
 import numpy as np
@@ -17,7 +17,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from msclip.data import InputOptions, prepare, valid_mask
+from msclip.data import (
+    VISIBLE_BANDS,
+    InputOptions,
+    OffsetDecision,
+    below_offset_share,
+    decide_boa_offset,
+    prepare,
+    valid_mask,
+    warn_offset_decisions,
+)
 from msclip.errors import describe_failure
 from msclip.io import atomic_write, with_msclip_record
 from msclip.models import MSClipModel
@@ -150,12 +159,42 @@ def window_table(scene: Scene, grid: WindowGrid) -> gpd.GeoDataFrame:
     return table
 
 
+def scene_offset(scene: Scene, options: InputOptions) -> OffsetDecision:
+    """One offset decision for a whole scene (one product has one offset), its data checked on an overview.
+
+    Deciding per window would subtract from bright windows and not from dark ones of the same product.
+    """
+
+    def below_share() -> float | None:
+        visible = tuple(b for b in VISIBLE_BANDS if b in scene.bands)
+        if not visible:
+            return None
+        reader = SceneReader(scene)
+        try:
+            view = reader.overview(visible)
+        except Exception:  # a damaged scene: its windows report what they cannot read; tags decide alone
+            return None
+        finally:
+            reader.close()
+        return below_offset_share(view, visible, valid_mask(view, scene.nodata))
+
+    return decide_boa_offset(scene.tags, options.boa_offset, below_share)
+
+
 def scan_scene(
-    model: MSClipModel, scene: Scene, consume: Callable[[WindowBatch], None], **kwargs
+    model: MSClipModel,
+    scene: Scene,
+    consume: Callable[[WindowBatch], None],
+    options: InputOptions | None = None,
+    **kwargs,
 ) -> tuple[WindowGrid, gpd.GeoDataFrame]:
     """Run every window through the model, handing each batch to ``consume``; the window table comes back
-    with each window's ``status`` (ok, nodata, cloud or an error), ``cloud_fraction`` and ``filled_fraction``."""
-    grid, batches = embed_windows(model, scene, **kwargs)
+    with each window's ``status`` (ok, nodata, cloud or an error), ``cloud_fraction``, ``filled_fraction``,
+    and the scene's ``boa_offset`` and ``boa_offset_source`` (decided once, see :func:`scene_offset`)."""
+    options = options or InputOptions()
+    offset = scene_offset(scene, options)
+    warn_offset_decisions({scene.name: offset})
+    grid, batches = embed_windows(model, scene, options=replace(options, boa_offset=offset.offset), **kwargs)
     status, cloud, filled = [""] * len(grid), np.full(len(grid), np.nan), np.full(len(grid), np.nan)
     for batch in batches:
         consume(batch)
@@ -164,6 +203,7 @@ def scan_scene(
             status[k], cloud[k] = value, batch.cloud[k]
     table = window_table(scene, grid)
     table["status"], table["cloud_fraction"], table["filled_fraction"] = status, cloud, filled
+    table["boa_offset"], table["boa_offset_source"] = offset.offset, offset.source
     return grid, table
 
 

@@ -33,6 +33,8 @@ SCL_INVALID = (0, 1)
 #: GDAL block cache per reading process: a row of 512 px blocks across a 12-band 10,980 px scene is 135 MB,
 #: so consecutive rows of windows find their blocks in it, and memory stays bounded whatever the scene.
 READ_CACHE_MB = 256
+#: Longer side (px) of the decimated view a scene's offset decision looks at (overviews when the file has them).
+OVERVIEW_PX = 512
 #: STAC asset keys (Earth Search, Planetary Computer) -> band names.
 STAC_ASSETS = {
     "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05", "rededge2": "B06",
@@ -266,6 +268,20 @@ class SceneReader:
         return Raster(
             out, bands, scene.name, scene.crs, _window_transform(scene, window), scene.nodata, scene.tags
         )
+
+    def overview(self, bands: tuple[str, ...], size: int = OVERVIEW_PX) -> np.ndarray:
+        """(len(bands), h, w) decimated view of the whole scene, at most ``size`` px a side: a cheap look."""
+        scene = self.scene
+        scene.require(bands)
+        scale = max(scene.width, scene.height, size) / size
+        shape = (max(1, round(scene.height / scale)), max(1, round(scene.width / scale)))
+        out = np.empty((len(bands), *shape), dtype=np.float32)
+        for i, band in enumerate(bands):
+            source = scene.bands[band]
+            out[i] = self._dataset(source.href, categorical=False).read(
+                source.index, out_shape=shape, resampling=Resampling.nearest
+            )
+        return out
 
     def read_scl(self, window: Window) -> np.ndarray | None:
         """The window's scene classification (nearest-neighbour resampled), if the scene has one."""
