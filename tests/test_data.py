@@ -133,3 +133,16 @@ def test_rgb_composite_clips_instead_of_wrapping():
     assert rgb_composite(reflectance).tolist() == [[[0, 128, 255, 255]]]
     out, _ = prepare(raster(np.full((12, 2, 2), 6000, np.int16)), RGB, InputOptions())
     assert out.dtype == np.uint8 and out.max() == 255
+
+
+def test_input_options_check_themselves():
+    """The API, the app and the CLI all build InputOptions: a wrong value fails there, in one line."""
+    from msclip.data import InputOptions
+    from msclip.errors import MSClipError
+
+    for wrong in ({"boa_offset": 500}, {"boa_offset": "yes"}, {"layout": "L3A"}, {"bands": ("B02", "B99")}):
+        with pytest.raises(MSClipError):
+            InputOptions(**wrong)
+    options = InputOptions(layout="eurosat", bands=("b02", "B8a"), boa_offset=1000)
+    assert options.layout == "EuroSAT" and options.bands == ("B02", "B8A")
+    assert InputOptions(boa_offset="0").boa_offset == "0"

@@ -79,10 +79,10 @@ def resolve_layout(
 ) -> tuple[str, ...]:
     """Band names of a file's channels: an explicit ``bands`` list beats a named layout beats the count."""
     if bands:
-        names = tuple(_require_band(b) for b in bands)
+        names = tuple(require_band(b) for b in bands)
         source = f"--bands ({len(names)} names)"
     elif layout:
-        key = _layout_key(layout)
+        key = layout_key(layout)
         names = LAYOUTS[key]
         source = f"layout {key} ({len(names)} bands)"
     else:
@@ -121,14 +121,14 @@ def remove_boa_offset(array: np.ndarray, offset: float, valid: np.ndarray | None
     return out
 
 
-def _layout_key(layout: str) -> str:
+def layout_key(layout: str) -> str:
     for key in LAYOUTS:
         if key.lower() == layout.lower():
             return key
     raise MSClipError(f"unknown layout {layout!r}; known layouts: {', '.join(LAYOUTS)}")
 
 
-def _require_band(name: str) -> str:
+def require_band(name: str) -> str:
     canonical = normalize_band_name(name)
     if canonical is None:
         raise MSClipError(f"unknown Sentinel-2 band {name!r}; known bands: {', '.join(BANDS)}")

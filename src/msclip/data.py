@@ -16,7 +16,15 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from msclip.bands import BASELINE_04_START, BOA_OFFSET, RGB, remove_boa_offset, select_bands
+from msclip.bands import (
+    BASELINE_04_START,
+    BOA_OFFSET,
+    RGB,
+    layout_key,
+    remove_boa_offset,
+    require_band,
+    select_bands,
+)
 from msclip.errors import BoaOffsetWarning, MSClipError, SkippedImage
 from msclip.io import Raster, read
 
@@ -41,11 +49,27 @@ def acquisition_time(tags: dict[str, str]) -> pd.Timestamp | None:
 
 @dataclass(frozen=True)
 class InputOptions:
-    """How to interpret input files: their channel order and the baseline-04.00 offset."""
+    """How to interpret input files: their channel order and the baseline-04.00 offset.
+
+    Checked when made (the CLI, the app and the API all build one), so a wrong value is one clear error
+    before any file is read; layout and band names are stored in their canonical spelling.
+    """
 
     layout: str | None = None
     bands: tuple[str, ...] | None = None
     boa_offset: Literal["auto", "0", "1000"] | int = "auto"
+
+    def __post_init__(self) -> None:
+        if self.layout:
+            object.__setattr__(self, "layout", layout_key(self.layout))
+        if self.bands:
+            object.__setattr__(self, "bands", tuple(require_band(b) for b in self.bands))
+        if str(self.boa_offset) not in BOA_OFFSET_CHOICES:
+            raise MSClipError(f"BOA offset must be {', '.join(BOA_OFFSET_CHOICES)}, not {self.boa_offset!r}")
+
+
+#: What ``--boa-offset`` takes: read it from the file, or remove a known offset (DN).
+BOA_OFFSET_CHOICES = ("auto", "0", str(BOA_OFFSET))
 
 
 #: Bands whose dark pixels show whether a file can carry the offset (water, shadow and vegetation are dark there).

@@ -254,12 +254,6 @@ def _class_list(text: str, limits: Limits) -> list[str]:
 
 
 def _input_options(layout: str, boa_offset: str) -> InputOptions:
-    if layout and layout not in LAYOUTS:
-        raise MSClipError(
-            f"unknown layout {layout!r}; use {', '.join(LAYOUTS)} or leave it to the band count"
-        )
-    if boa_offset not in ("auto", "0", "1000"):
-        raise MSClipError(f"BOA offset must be auto, 0 or 1000, not {boa_offset!r}")
     return InputOptions(layout or None, None, boa_offset)
 
 
