@@ -8,6 +8,7 @@ from pathlib import Path
 from msclip.cli.common import (
     add_input_options,
     add_model_options,
+    input_options_from,
     load_model_from,
     positive_int,
     report_skipped,
@@ -57,6 +58,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
     iter_paths(args.inputs)
     check_table_path(args.output)
+    input_options_from(args)  # checks --layout, --bands and --boa-offset
 
 
 def run_classify(args: argparse.Namespace) -> int:
