@@ -206,6 +206,7 @@ def run_index_search(args: argparse.Namespace) -> int:
     model = load_model(name, args.checkpoint, device=args.device, precision=args.precision, backend=args.backend,
                        revision=args.revision, sha256=args.sha256)  # fmt: skip
     labels, queries, skipped = _queries(args, model)
+    index.check_queries(queries, model.spec.name)
     hits = index.search(queries, args.top_k, tuple(args.bbox) if args.bbox else None, args.start, args.end)
     hits.insert(1, "query", [labels[q] for q in hits["query_id"]])
     if args.output:
