@@ -117,3 +117,28 @@ def test_missing_and_unknown_datasets(tmp_path):
         resolve("eurosat-ms", tmp_path)
     with pytest.raises(MSClipError, match="unknown dataset 'nope'"):
         resolve("nope", tmp_path)
+
+
+def test_bigearthnet_archive_unpacked_into_the_data_dir(tmp_path):
+    """``BigEarthNet-v1.0/`` straight in --data-dir (the archive unpacked there) is found one level down."""
+    test = layouts.bigearthnet_v1(tmp_path)
+    dataset = resolve("bigearthnet-ms", tmp_path)
+    assert [s.name.rsplit("/", 1)[-1] for s in dataset.samples] == test
+
+
+def test_eurosat_in_the_reference_band_order_gives_the_model_the_channels_by_position(tmp_path):
+    """IBM's evaluation reads EuroSAT as L1C and drops B01, B09, B10 by position: channels 2-9, 12, 13."""
+    from msclip.evaluation.datasets import with_reference_band_order
+    from msclip.io import Raster
+
+    layouts.eurosat_ms(tmp_path, nested=False, split=False)
+    dataset = with_reference_band_order(resolve(f"eurosat-ms={tmp_path}", tmp_path))
+    sample = dataset.samples[0]
+    model_input, _ = prepare(load_raster(sample, dataset.layout), S2_10, InputOptions())
+    raw = read(sample.source)
+    by_position = Raster(raw.array[[1, 2, 3, 4, 5, 6, 7, 8, 11, 12]], S2_10, raw.path, tags=raw.tags)
+    expected, _ = prepare(by_position, S2_10, InputOptions())
+    np.testing.assert_array_equal(model_input, expected)
+    by_name, _ = prepare(load_raster(sample, "EuroSAT"), S2_10, InputOptions())
+    assert not np.array_equal(model_input[7:], by_name[7:])  # B8A, B11, B12 get B09, B12, B8A
+    np.testing.assert_array_equal(model_input[:7], by_name[:7])

@@ -146,7 +146,7 @@ def test_mistakes_are_user_errors(collection, tmp_path):
     with pytest.raises(MSClipError, match="not an msclip index"):
         open_index(str(tmp_path / "nowhere"))
     build_index([str(folder / "a.parquet")], str(folder / "idx"))
-    with pytest.raises(MSClipError, match=r"queries must be \(Q, 32\)"):
+    with pytest.raises(MSClipError, match=r"shape \(1, 8\).* 32-dimension embeddings"):
         open_index(str(folder / "idx")).search(np.ones((1, 8), np.float32))
     pd.DataFrame({"image": ["x"], "embedding": [np.ones(8, np.float32)]}).to_parquet(folder / "small.parquet")
     with pytest.raises(MSClipError, match="dimensions"):
@@ -200,3 +200,25 @@ def test_index_of_real_chip_embeddings(tiny_model, chip_paths, tmp_path):
     assert hits.geometry.iloc[0].equals(index.metadata.geometry.iloc[2])
     minx, miny, maxx, maxy = hits.geometry.iloc[0].bounds
     assert -180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90
+
+
+def test_searching_with_another_model_names_both_models(tmp_path, capsys):
+    """An index of one model's embeddings, queried with another's: the error says which models."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from msclip.cli import main
+    from msclip.index.tables import METADATA_KEY
+
+    write_embeddings(tmp_path / "big.parquet", clustered_unit_vectors(20, 64))
+    table = pq.read_table(tmp_path / "big.parquet")
+    metadata = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps({"model": "Llama3-MS-CLIP-Base"})}
+    pq.write_table(table.replace_schema_metadata(metadata), tmp_path / "big.parquet")
+    build_index([str(tmp_path / "big.parquet")], str(tmp_path / "idx"))
+    with pytest.raises(MSClipError, match="64-dimension embeddings of Llama3-MS-CLIP-Base"):
+        open_index(str(tmp_path / "idx")).search(np.ones((1, 32), np.float32))
+    args = ["index", "search", str(tmp_path / "idx"), "--query", "a river", "--model", "msclip-tiny"]
+    assert main([*args, "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Llama3-MS-CLIP-Base" in err and "msclip-tiny" in err

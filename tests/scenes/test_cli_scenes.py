@@ -141,3 +141,46 @@ def test_a_bad_scene_among_good_ones_is_skipped_and_named(scenes, broken_scenes,
     err = capsys.readouterr().err
     assert code == 3 and "notes.tif: cannot read" in err and "separate calls" not in err
     assert [p.name for p in out.iterdir()] == ["south.parquet"]
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(scenes, tmp_path, capfd):
+    out = tmp_path / "out"
+    for engine in ((), ("--engine", "dask")):  # --cluster alone means the Dask engine
+        args = [
+            "embed",
+            str(scenes[0]),
+            "--output",
+            str(out),
+            *TINY,
+            *engine,
+            "--cluster",
+            "tcp://127.0.0.1:1",
+        ]
+        assert main(args) == 1
+        err = capfd.readouterr().err.strip()
+        assert err.startswith("msclip: error:") and "tcp://127.0.0.1:1" in err and "\n" not in err
+        assert not out.exists()
+
+
+def test_cluster_with_the_local_engine_is_refused(scenes, tmp_path, capsys):
+    args = ["embed", str(scenes[0]), "--output", str(tmp_path / "o"), *TINY, "--engine", "local"]
+    assert main([*args, "--cluster", "tcp://127.0.0.1:1"]) == 1
+    assert "--cluster" in capsys.readouterr().err
+
+
+def test_map_does_not_take_dask_options(scenes, tmp_path, capsys):
+    """One scene is mapped here: a scheduler address would be ignored, so it is refused."""
+    args = ["map", str(scenes[0]), "--classes", "ocean", "--output", str(tmp_path / "m.tif"), *TINY]
+    with pytest.raises(SystemExit) as exit_code:
+        main([*args, "--engine", "dask", "--cluster", "tcp://127.0.0.1:1"])
+    assert exit_code.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_a_local_dask_cluster_closes_cleanly(scenes, tmp_path, capfd, caplog):
+    """Worker processes that loaded torch take seconds to exit: they are given the time, not killed."""
+    args = ["embed", str(scenes[1]), "--output", str(tmp_path / "out"), *TINY, "--engine", "dask"]
+    assert main(args) == 0
+    said = capfd.readouterr().err + caplog.text  # the CLI's log lines go to stderr, pytest's to caplog
+    assert "still alive" not in said and "killing" not in said
+    assert (tmp_path / "out" / "south.parquet").is_file()

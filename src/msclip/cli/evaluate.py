@@ -36,6 +36,12 @@ def register(subparsers) -> None:
     p.add_argument("--templates", default="msclip", help="msclip, clip, rs5m, or a .txt/.yaml file")
     p.add_argument("--random-init", action="store_true", help="random weights (smoke tests, speed runs)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached class embeddings")
+    p.add_argument(
+        "--reference-band-order",
+        action="store_true",
+        help="read files as the paper's evaluation code does, to reproduce its numbers (EuroSAT: channels by"
+        " position as if L1C, so B09, B12, B8A feed the model's B8A, B11, B12); default: bands by name",
+    )
     group = p.add_argument_group("input (generic folders)")
     group.add_argument("--layout", choices=list(LAYOUTS), help="channel order of generic folders' files")
     group.add_argument("--bands", nargs="+", help="band names of generic folders' files, in order")
@@ -65,21 +71,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
         precision=args.precision,
         options=input_options_from(args),
         use_cache=not args.no_cache,
+        reference_band_order=args.reference_band_order,
         batch_size=args.batch_size,
         workers=args.workers,
         progress=True,
     )
-    write_outputs(run.evaluations, run.missing, run.settings, args.output)
-    headline = headline_table(run.evaluations)
-    if not headline.empty:
-        show_table(headline.map("{:.1f}".format).reset_index(), "zero-shot benchmark (%)")
-    print(f"wrote results, per-class metrics, summary.md and settings to {args.output}")
+    if run.evaluations:
+        write_outputs(run.evaluations, run.missing, run.settings, args.output)
+        show_table(
+            headline_table(run.evaluations).map("{:.1f}".format).reset_index(), "zero-shot benchmark (%)"
+        )
+        datasets = ", ".join(dict.fromkeys(e.dataset for e in run.evaluations))
+        print(
+            f"wrote results for {datasets} to {args.output} (tables, per-class metrics, summary.md, settings)"
+        )
     for message in run.missing:
         print(f"msclip: skipped {message}", file=sys.stderr)
-    skipped = [reason for e in run.evaluations for _, reason in e.skipped]
+    skipped = [reason for e in run.evaluations for _, reason in e.skipped] + [r for _, r in run.unreadable]
     for reason in skipped:
         print(f"  {reason}", file=sys.stderr)
-    if not run.evaluations:
+    if not run.evaluations and not run.unreadable:
         print("msclip: error: no dataset could be evaluated", file=sys.stderr)
         return 1
     return 3 if run.missing or skipped else 0

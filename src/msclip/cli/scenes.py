@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--footprints", help="GeoParquet of windows with scores (default: beside --output)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached class embeddings")
-    add_window_options(p)
+    add_window_options(p, engines=False)  # one scene is mapped here
     add_model_options(p)
     p.set_defaults(run=run_map)
 
@@ -69,8 +69,9 @@ def register(subparsers) -> None:
     p.set_defaults(run=run_index_search, model=None)  # default: the model the index was made with
 
 
-def add_window_options(parser: argparse.ArgumentParser) -> None:
-    """Sliding-window and batch-engine options of scene inputs (also on ``msclip embed``)."""
+def add_window_options(parser: argparse.ArgumentParser, engines: bool = True) -> None:
+    """Sliding-window options of scene inputs (also on ``msclip embed``), and with ``engines`` where many
+    scenes are embedded."""
     group = parser.add_argument_group(
         "scenes (inputs larger than the model's chip, .SAFE folders, STAC items)"
     )
@@ -83,10 +84,23 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-cloud", type=float, default=0.5, help="skip windows cloudier than this (SCL band)"
     )
+    if not engines:
+        return
     group.add_argument(
-        "--engine", choices=["local", "dask"], default="local", help="where scenes are embedded"
+        "--engine",
+        choices=["local", "dask"],
+        help="where scenes are embedded (default: local, dask with --cluster)",
     )
     group.add_argument("--cluster", help="Dask scheduler address (tcp://host:8786); implies --engine dask")
+
+
+def scene_engine(args: argparse.Namespace) -> str:
+    """--engine, or dask when a --cluster is given; a cluster with the local engine is a contradiction."""
+    if args.cluster and args.engine == "local":
+        raise MSClipError(
+            "--cluster sends scenes to a Dask scheduler: drop --engine local (or use --engine dask)"
+        )
+    return args.engine or ("dask" if args.cluster else "local")
 
 
 def scene_inputs(args: argparse.Namespace) -> list[str] | None:
@@ -120,8 +134,9 @@ def run_scene_embed(args: argparse.Namespace, scenes: list[str]) -> int:
     if single and len(scenes) > 1:
         raise MSClipError(f"{len(scenes)} scenes: give a folder as --output (one GeoParquet per scene)")
     outputs = [args.output] if single else scene_outputs(scenes, args.output)
+    engine = scene_engine(args)
     report = embed_scenes(
-        scenes, outputs, model_args_from(args), _scene_job(args), args.engine, args.cluster, resume=not single
+        scenes, outputs, model_args_from(args), _scene_job(args), engine, args.cluster, resume=not single
     )
     for output in report.written:
         print(f"wrote {output}")
@@ -208,6 +223,7 @@ def run_index_search(args: argparse.Namespace) -> int:
     model = load_model(name, args.checkpoint, device=args.device, precision=args.precision, backend=args.backend,
                        revision=args.revision, sha256=args.sha256)  # fmt: skip
     labels, queries, skipped = _queries(args, model)
+    index.check_queries(queries, model.spec.name)
     hits = index.search(queries, args.top_k, tuple(args.bbox) if args.bbox else None, args.start, args.end)
     hits.insert(1, "query", [labels[q] for q in hits["query_id"]])
     if args.output:
@@ -258,7 +274,7 @@ def _scene_job(args: argparse.Namespace):
     from msclip.scenes.engine import SceneJob
 
     windows = WindowOptions(args.stride, args.min_valid, args.max_cloud)
-    on_cluster = getattr(args, "engine", "local") == "dask" or getattr(args, "cluster", None)
+    on_cluster = getattr(args, "engine", None) == "dask" or getattr(args, "cluster", None)
     # Dask workers cannot start DataLoader processes (the cluster gives the parallelism there); elsewhere
     # readers pay off only with cores to spare (2 cores: 187 windows/s without workers, 126 with 2)
     if args.workers is not None:

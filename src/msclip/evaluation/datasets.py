@@ -11,7 +11,7 @@ import csv
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -144,6 +144,24 @@ def eurosat(root: Path, name: str, multispectral: bool) -> EvalSet:
     )
     dataset.notes.append(f"split file {split.name}" if split else "no split file: every image in the folders")
     return dataset
+
+
+#: How the reference evaluation (IBM/MS-CLIP) reads a layout's files, where that differs from their real order:
+#: it takes EuroSAT's 13 channels for the L1C order (B8A 9th) and drops B01, B09 and B10 by position.
+REFERENCE_LAYOUTS = {"EuroSAT": "L1C"}
+
+
+def with_reference_band_order(dataset: EvalSet) -> EvalSet:
+    """The test set read as the reference code reads it, to reproduce the published numbers: EuroSAT files
+    read as L1C hand the file's B09, B12 and B8A to the model's B8A, B11 and B12 inputs."""
+    reference = REFERENCE_LAYOUTS.get(dataset.layout or "")
+    if reference is None:
+        return dataset
+    note = (
+        f"--reference-band-order: channels read in the {reference} order, as the reference evaluation reads"
+        " them (the model's B8A, B11, B12 inputs get the file's B09, B12, B8A)"
+    )
+    return replace(dataset, layout=reference, notes=[*dataset.notes, note])
 
 
 # ------------------------------------------------------------------------------------------- BigEarthNet v1
@@ -402,12 +420,14 @@ def generic(
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A named benchmark: folder names it is found under (in --data-dir) and how to load it."""
+    """A named benchmark: folder names it is found under (in --data-dir), how to load it, and the folders
+    of its archive that make --data-dir itself its root when it was unpacked there."""
 
     name: str
     folders: tuple[str, ...]
     load: Callable[[Path, str], EvalSet]
     description: str
+    archive_folders: tuple[str, ...] = ()
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -418,18 +438,21 @@ DATASETS: dict[str, DatasetInfo] = {
             ("EuroSAT_MS", "eurosat-ms", "EuroSATallBands", "eurosat", "EuroSAT"),
             lambda root, name: eurosat(root, name, multispectral=True),
             "EuroSAT 13-band L1C, 10 classes",
+            (EUROSAT_MS_NESTED,),
         ),
         DatasetInfo(
             "eurosat-rgb",
             ("EuroSAT_RGB", "eurosat-rgb", "EuroSAT"),
             lambda root, name: eurosat(root, name, multispectral=False),
             "EuroSAT RGB JPEGs, 10 classes",
+            ("2750",),
         ),
         DatasetInfo(
             "bigearthnet-ms",
             ("BigEarthNet", "bigearthnet", "BigEarthNet-S2", "bigearthnet-ms"),
             bigearthnet_v1,
             "BigEarthNet-S2 v1.0, 19 classes, multi-label",
+            ("BigEarthNet-v1.0",),
         ),
         DatasetInfo(
             "bigearthnet-v2-ms",
@@ -460,6 +483,14 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+def find_root(data_dir: Path, info: DatasetInfo) -> Path | None:
+    """The dataset's folder in ``data_dir``, or ``data_dir`` itself when its archive was unpacked there."""
+    found = first_existing(data_dir, *info.folders)
+    if found is None and first_existing(data_dir, *info.archive_folders):
+        return data_dir
+    return found
+
+
 def resolve(
     entry: str, data_dir: str | Path = ".", layout: str | None = None, bands: tuple[str, ...] | None = None
 ) -> EvalSet:
@@ -472,7 +503,7 @@ def resolve(
         path, name = name, Path(name).name
     if name in DATASETS:
         info = DATASETS[name]
-        root = Path(path) if path else first_existing(data_dir, *info.folders)
+        root = Path(path) if path else find_root(data_dir, info)
         if root is None or not root.is_dir():
             where = root or f"{data_dir}/{{{','.join(info.folders)}}}"
             raise MissingDataset(f"{name}: not found at {where}")

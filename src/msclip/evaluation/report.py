@@ -15,7 +15,7 @@ from msclip.evaluation.metrics import HEADLINE_ACCURACY, HEADLINE_MAP
 from msclip.evaluation.runner import Evaluation
 from msclip.io import atomic_write, write_table
 
-RESULT_COLUMNS = ["model", "dataset", "task", "metric", "value", "n_images", "n_skipped"]
+RESULT_COLUMNS = ["model", "checkpoint", "dataset", "task", "metric", "value", "n_images", "n_skipped"]
 
 
 def results_table(evaluations: list[Evaluation]) -> pd.DataFrame:
@@ -23,6 +23,7 @@ def results_table(evaluations: list[Evaluation]) -> pd.DataFrame:
     rows = [
         {
             "model": e.model,
+            "checkpoint": e.checkpoint,
             "dataset": e.dataset,
             "task": e.task,
             "metric": metric,
@@ -42,9 +43,10 @@ def per_class_table(evaluations: list[Evaluation]) -> pd.DataFrame:
     for e in evaluations:
         long = e.per_class.melt(id_vars=["class", "support"], var_name="metric", value_name="value")
         long.insert(0, "dataset", e.dataset)
+        long.insert(0, "checkpoint", e.checkpoint)
         long.insert(0, "model", e.model)
         frames.append(long)
-    columns = ["model", "dataset", "class", "support", "metric", "value"]
+    columns = ["model", "checkpoint", "dataset", "class", "support", "metric", "value"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
@@ -76,7 +78,7 @@ def markdown_summary(evaluations: list[Evaluation], missing: list[str], settings
             "mAP@100 (the reference's normalisation: relevant images found in the top 100), in %.",
             "",
             _markdown(headline.reset_index()),
-            *_paper_row(headline),
+            *_paper_row(headline, settings.get("reference_band_order", False)),
             "",
             "## Standard variants",
             "",
@@ -102,18 +104,36 @@ PAPER_LLAMA3_MS_CLIP = {
 }
 
 
-def _paper_row(headline: pd.DataFrame) -> list[str]:
-    """The paper's Llama3-MS-CLIP numbers for the datasets of this run, to compare at a glance."""
+#: Why EuroSAT numbers differ from the paper's: the reference evaluation picks EuroSAT channels by position.
+EUROSAT_BAND_ORDER_NOTE = (
+    "EuroSAT: msclip selects bands by name (EuroSAT files store B8A last). The reference evaluation drops"
+    " EuroSAT's B01, B09 and B10 by position as if the files were in the L1C order, so the paper's EuroSAT"
+    " figures were most likely computed with B09, B12 and B8A in the model's B8A, B11 and B12 inputs;"
+    " `--reference-band-order` reads the files that way to reproduce them."
+)
+
+
+def _paper_row(headline: pd.DataFrame, reference_band_order: bool = False) -> list[str]:
+    """The paper's Llama3-MS-CLIP numbers for the datasets of this run, to compare at a glance, and how
+    this run read EuroSAT compared with the paper."""
     columns = [c for c in headline.columns if c.split(" ", 1)[0] in PAPER_LLAMA3_MS_CLIP]
     if not columns:
         return []
     values = [PAPER_LLAMA3_MS_CLIP[c.split(" ", 1)[0]][0 if c.endswith(" acc") else 1] for c in columns]
-    return [
+    lines = [
         "",
         "Reported in the paper for Llama3-MS-CLIP-Base:",
         "",
         _markdown(pd.DataFrame([values], columns=columns)),
     ]
+    if "eurosat-ms acc" in columns:
+        used = (
+            "This run used `--reference-band-order` (the reference's positional reading)."
+            if reference_band_order
+            else "This run selected EuroSAT bands by name."
+        )
+        lines += ["", f"{EUROSAT_BAND_ORDER_NOTE} {used}"]
+    return lines
 
 
 def _variants(evaluations: list[Evaluation]) -> pd.DataFrame:

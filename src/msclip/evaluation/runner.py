@@ -114,7 +114,10 @@ def metrics_of(dataset: EvalSet, scores: Scores) -> tuple[dict[str, float], pd.D
 
 @dataclass
 class Evaluation:
-    """One (model, dataset) result: summary metrics, per-class table, counts and skipped inputs."""
+    """One (model, dataset) result: summary metrics, per-class table, counts and skipped inputs.
+
+    ``model`` is the label of the model in tables (its name, plus its checkpoint when names repeat).
+    """
 
     model: str
     dataset: str
@@ -123,6 +126,15 @@ class Evaluation:
     per_class: pd.DataFrame
     n_images: int
     skipped: list[tuple[str, str]]
+    checkpoint: str | None = None
+
+
+class NothingReadable(MSClipError):
+    """No image of a test set could be read; the reason for each file travels with the error."""
+
+    def __init__(self, message: str, skipped: list[tuple[str, str]]):
+        super().__init__(message)
+        self.skipped = skipped
 
 
 def evaluate_dataset(
@@ -131,17 +143,28 @@ def evaluate_dataset(
     prompts: list[str],
     options: InputOptions | None = None,
     use_cache: bool = True,
+    label: str | None = None,
     **loader_options,
 ) -> Evaluation:
-    """Zero-shot classification and retrieval metrics of ``model`` on one test set."""
+    """Zero-shot classification and retrieval metrics of ``model`` (called ``label`` in tables, by default
+    its name) on one test set."""
     options = options or InputOptions()
     check_compatible(model, dataset, options)
     torch.manual_seed(0)
     classifier = class_embeddings(model, dataset.classes, prompts, use_cache=use_cache)
     scores = score(model, dataset, classifier, options, **loader_options)
     if not scores.indices:
-        raise MSClipError(f"{dataset.name}: none of its {len(dataset.samples)} images could be read")
+        raise NothingReadable(
+            f"{dataset.name}: none of its {len(dataset.samples)} images could be read", scores.skipped
+        )
     summary, per_class = metrics_of(dataset, scores)
     return Evaluation(
-        model.spec.name, dataset.name, dataset.task, summary, per_class, len(scores.indices), scores.skipped
+        label or model.spec.name,
+        dataset.name,
+        dataset.task,
+        summary,
+        per_class,
+        len(scores.indices),
+        scores.skipped,
+        model.checkpoint,
     )

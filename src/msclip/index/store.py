@@ -151,8 +151,7 @@ class EmbeddingIndex:
         (ISO dates, inclusive) keep rows dated in that range. ``nprobe`` overrides the IVF lists searched.
         """
         queries = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise MSClipError(f"queries must be (Q, {self.dim}), got {queries.shape}")
+        self.check_queries(queries)
         keep = self._filter(bbox, start, end)
         k = min(top_k, len(self) if keep is None else int(keep.sum()))
         if k <= 0:
@@ -163,6 +162,20 @@ class EmbeddingIndex:
             params, _bitmap = self._params(keep, nprobe)  # the bitmap must outlive the search
             scores, ids = self.index.search(queries, k, params=params)
         return self._results(scores, ids)
+
+    def check_queries(self, queries: np.ndarray, model: str | None = None) -> None:
+        """Queries must be embeddings of the index's model; when they cannot be, say which models differ."""
+        if queries.ndim == 2 and queries.shape[1] == self.dim:
+            return
+        given = (
+            f"{model} gives {queries.shape[-1]}-dimension queries"
+            if model
+            else f"queries of shape {queries.shape}"
+        )
+        built = self.model_name or "a model it does not record"
+        raise MSClipError(
+            f"{given}, but the index holds {self.dim}-dimension embeddings of {built}: search with that model"
+        )
 
     def _filter(self, bbox, start, end) -> np.ndarray | None:
         """Rows that pass the filters, or None when there are no filters."""

@@ -44,6 +44,8 @@ class MSClipModel:
     precision: Precision = "fp32"
     checkpoint: str | None = None
     image_backend: object | None = None  # an ONNX Runtime encoder, when chosen
+    #: where the weights came from: a local file, a hub file, an open_clip tag or random init
+    weights: str = ""
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -149,6 +151,7 @@ def load_model(
         raise MSClipError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
     if precision == "fp16" and device == "cpu":
         raise MSClipError("fp16 needs a GPU; on the CPU use --precision bf16")
+    given = checkpoint
     if checkpoint is None and spec.hf_hub_id and not random_init:
         checkpoint = download(spec, revision=revision, sha256=sha256)
     tag = None if (checkpoint or random_init) else spec.open_clip_tag
@@ -170,8 +173,16 @@ def load_model(
         if spec.is_rgb
         else MultispectralTransform(spec.mean, spec.std, spec.image_size)
     )
+    weights = _weights_origin(spec, given, checkpoint, tag, random_init, revision)
     model = MSClipModel(
-        spec, clip, open_clip.get_tokenizer(spec.arch), transform, device, precision, checkpoint
+        spec,
+        clip,
+        open_clip.get_tokenizer(spec.arch),
+        transform,
+        device,
+        precision,
+        checkpoint,
+        weights=weights,
     )
     if backend == "onnx":
         from msclip.models.onnx_backend import attach_onnx
@@ -180,6 +191,19 @@ def load_model(
     elif backend != "torch":
         raise MSClipError(f"unknown backend {backend!r}; use torch or onnx")
     return model
+
+
+def _weights_origin(
+    spec: ModelSpec, given: str | None, checkpoint: str | None, tag: str | None, random_init: bool, revision
+) -> str:
+    """What was loaded, in words a settings file keeps: a local file, a hub file, a tag, or random init."""
+    if given:
+        return f"local {'safetensors' if str(given).endswith('.safetensors') else '.pt'} checkpoint"
+    if checkpoint:
+        return f"hf-hub:{spec.hf_hub_id}/{spec.hf_filename}@{revision or spec.hf_revision or 'main'}"
+    if tag:
+        return spec.weight_source
+    return "random init" if random_init else "fixed random init (seed 0)"
 
 
 @contextlib.contextmanager

@@ -24,6 +24,12 @@ from msclip.scenes.source import open_scene
 
 ENGINES = ("local", "dask")
 
+#: Seconds to reach a Dask scheduler before giving up (Dask waits 30 s by default).
+CONNECT_TIMEOUT_S = 5
+#: Seconds a local worker process is given to exit: with torch loaded, interpreter teardown alone takes
+#: 2-5 s on a busy 2-core machine, past Dask's 4 s before it kills the process and says so.
+WORKER_EXIT_S = 60
+
 
 @dataclass(frozen=True)
 class SceneJob:
@@ -82,8 +88,9 @@ def embed_scenes(
 ) -> BatchReport:
     """Embed each scene into its output; scenes whose output exists are left alone when ``resume``.
 
-    ``engine="dask"`` sends one task per scene to the Dask scheduler at ``cluster`` (``tcp://host:8786``),
-    or to a local cluster of one worker process per core when no address is given.
+    ``engine="dask"`` (implied by ``cluster``) sends one task per scene to the Dask scheduler at ``cluster``
+    (``tcp://host:8786``), or to a local cluster of one worker process per core when no address is given. A
+    scheduler that cannot be reached within :data:`CONNECT_TIMEOUT_S` is an error, raised before any work.
     """
     if engine not in ENGINES:
         raise MSClipError(f"unknown engine {engine!r}; use {', '.join(ENGINES)}")
@@ -108,12 +115,14 @@ def _run_here(todo, model_args: ModelArgs, job: SceneJob, cluster, report: Batch
 
 
 def _run_dask(todo, model_args: ModelArgs, job: SceneJob, cluster: str | None, report: BatchReport) -> None:
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import LocalCluster, as_completed
 
     with _quiet_dask(), contextlib.ExitStack() as stack:
         if cluster is None:  # one single-threaded worker process per core
-            cluster = stack.enter_context(LocalCluster(threads_per_worker=1, dashboard_address=None))
-        client = stack.enter_context(Client(cluster))
+            local = stack.enter_context(LocalCluster(threads_per_worker=1, dashboard_address=None))
+            stack.callback(_close_workers, local)  # after the client is closed, before the cluster is
+            cluster = local
+        client = stack.enter_context(_connect(cluster))
         futures = {
             client.submit(
                 embed_scene_to_file, location, output, model_args, job, key=f"embed-{output}"
@@ -122,6 +131,31 @@ def _run_dask(todo, model_args: ModelArgs, job: SceneJob, cluster: str | None, r
         }
         for future in tqdm(as_completed(futures), total=len(futures), unit="scene", desc="scenes"):
             _record(report, futures[future], future.result)
+
+
+def _connect(cluster):
+    """A client of ``cluster``; a scheduler that does not answer is one line, not Dask's traceback."""
+    from dask.distributed import Client
+
+    if not isinstance(cluster, str):
+        return Client(cluster)
+    try:
+        return Client(cluster, timeout=CONNECT_TIMEOUT_S)
+    except (
+        Exception
+    ) as exc:  # OSError (timeout, refused), ValueError (address), anything a non-scheduler says
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MSClipError(f"cannot reach the Dask scheduler at {cluster} ({reason})") from exc
+
+
+def _close_workers(cluster) -> None:
+    """Stop a local cluster's worker processes, waiting for them to exit instead of killing them."""
+    import asyncio
+
+    async def close_all() -> None:
+        await asyncio.gather(*(worker.close(timeout=WORKER_EXIT_S) for worker in cluster.workers.values()))
+
+    cluster.sync(close_all)
 
 
 @contextlib.contextmanager
