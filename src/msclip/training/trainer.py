@@ -26,7 +26,7 @@ from msclip.training.data import (
     split_indices,
     train_transform,
 )
-from msclip.training.distributed import Env, barrier, setup
+from msclip.training.distributed import Env, all_gather, barrier, setup
 from msclip.training.loss import contrastive_step, make_loss
 from msclip.training.metrics import retrieval_recall
 from msclip.training.params import apply_preset, param_groups, warmup_cosine
@@ -251,9 +251,10 @@ class Trainer:
                     if self.step == before:
                         raise MSClipError("the training data gave no batch in a whole epoch")
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            if self.step >= self.total_steps:
+            summary["finished"] = self.step >= self.total_steps
+            if summary["finished"]:
                 summary.update(self._finish(logger))
-            summary["skipped"] = sorted(set(self.skipped))
+            summary["skipped"] = sorted(set().union(*all_gather(self.env, self.skipped)))
         finally:
             bar.close()
             if logger:
