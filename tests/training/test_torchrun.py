@@ -43,4 +43,4 @@ def test_every_rank_of_a_finished_run_exits_0_quietly_and_only_rank_0_exports(pa
     assert "msclip: error" not in done.stderr
     assert done.stderr.count("trained 2 steps") == 1  # rank 0 reports, rank 1 stays quiet
     assert "FutureWarning" not in done.stderr  # open_clip's all_gather deprecation, once per rank and step
-    assert {"model.pt", "model.safetensors"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"model.pt", "model.json", "model.safetensors"} <= {p.name for p in (tmp_path / "run").iterdir()}

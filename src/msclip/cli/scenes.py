@@ -88,10 +88,10 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
 def scene_inputs(args: argparse.Namespace) -> list[str] | None:
     """The inputs as scenes, None when they are chips; mixing both is a user error."""
     from msclip.io import iter_paths
-    from msclip.models.registry import spec_for
+    from msclip.models.model import resolve_spec
     from msclip.scenes import is_scene
 
-    size = spec_for(args.model).image_size
+    size = resolve_spec(args.model, args.checkpoint).image_size
     scenes, chips = [], []
     for item in args.inputs:
         if is_scene(item, size):

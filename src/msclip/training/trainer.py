@@ -288,7 +288,7 @@ class Trainer:
         if self.config.save_every and self.step % self.config.save_every:
             self.save()
         if self.env.is_main:
-            official, tensors = checkpoints.export_model(self.clip, self.output)
+            official, tensors = checkpoints.export_model(self.clip, self.model.spec, self.output)
             out.update({"exported": str(official), "safetensors": str(tensors)})
         barrier(self.env)
         return out
