@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 
+from msclip.captioning.pipeline import write_part
 from msclip.cli import main
 
 
@@ -42,3 +43,24 @@ def test_user_errors_are_one_line(tmp_path, chip_paths, overture_extract, capsys
     assert main([*base, "--overture", str(root), "--prompts", "v9"]) == 1
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("msclip: error:") for line in errors)
+
+
+def test_a_folder_holds_tags_or_captions_and_the_other_kind_is_refused(
+    tmp_path, chip_paths, overture_extract, capsys
+):
+    """A resume keys on what is in the folder, so captions never go where tags are, nor tags where captions are."""
+    root, _ = overture_extract
+    base = ["caption", str(chip_paths[0]), "--overture", str(root)]
+    tags_dir = tmp_path / "tags"
+    assert main([*base, "--tags-only", "--output", str(tags_dir)]) == 0
+    capsys.readouterr()
+    # refused before the vision-language model loads (this one does not even exist)
+    assert main([*base, "--vlm", str(tmp_path / "no-such-vlm"), "--output", str(tags_dir)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds tags only" in err[0], err
+
+    captions_dir = tmp_path / "captions"
+    write_part(captions_dir, [{"image": str(chip_paths[0]), "caption": "a forest"}], (0, 1))
+    assert main([*base, "--tags-only", "--output", str(captions_dir)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds captions" in err[0], err

@@ -80,3 +80,15 @@ def test_places_of_releases_before_2024_use_categories_main(tmp_path, chip_paths
     old.to_parquet(tmp_path / "place.parquet")
     [tags] = OvertureIndex.from_parquet([tmp_path / "place.parquet"]).tags([footprint(read(chip_paths[2]))])
     assert (tags.classes, tags.names) == (["ski resort"], ["Snowy (ski resort)"])
+
+
+def test_a_batch_that_touches_only_unnamed_features_has_no_names(chip_paths):
+    """Unnamed features are common in Overture: a batch with no named one still gets its classes and tags."""
+    import pandas as pd
+
+    chip = footprint(read(chip_paths[0]))
+    features = pd.DataFrame(
+        {"geometry": [chip], "type": ["land"], "class": ["forest"], "subtype": ["forest"], "name": [None]}
+    )
+    (tags,) = OvertureIndex(features).tags([chip])
+    assert (tags.classes, tags.tags, tags.names) == (["forest"], ["forest"], [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -78,3 +80,36 @@ def test_an_unreadable_chip_is_reported_and_replaced(tmp_path, capsys):
     args += ["--data", str(table), "--batch-size", "5", "--steps", "1", "--device", "cpu"]
     assert main([*args, "--output", str(tmp_path / "run")]) == 3  # done, but an input was skipped
     assert "missing.tif" in capsys.readouterr().err
+
+
+def test_exported_files_record_the_model_so_checkpoint_alone_is_enough(pairs_table, tmp_path, capsys):
+    """msclip-tiny on four bands (not the default ViT-B-16 on ten): classify needs no --model."""
+    out = tmp_path / "run"
+    args = ["train", "--model", "msclip-tiny", "--bands", "B02", "B03", "B04", "B08", "--pretrained", "none"]
+    args += ["--random-init", "true", "--data", pairs_table, "--batch-size", "4", "--steps", "1"]
+    assert main([*args, "--device", "cpu", "--output", str(out)]) == 0
+    recorded = json.loads((out / "model.json").read_text())
+    assert recorded["arch"] == "msclip-tiny" and recorded["bands"] == ["B02", "B03", "B04", "B08"]
+    assert recorded["mean"][0] == pytest.approx(925.161) and recorded["std"][3] == pytest.approx(1491.141)
+
+    trained = load_model(checkpoint=str(out / "model.pt"), device="cpu")
+    assert trained.spec.arch == "msclip-tiny" and trained.bands == ("B02", "B03", "B04", "B08")
+    assert trained.spec.mean == tuple(recorded["mean"])
+    classify = ["classify", str(L2A_CHIPS), "--classes", "ocean", "snow", "--device", "cpu"]
+    for name in ("model.pt", "model.safetensors"):
+        table = tmp_path / f"{name}.csv"
+        assert main([*classify, "--checkpoint", str(out / name), "--output", str(table)]) == 0, name
+        assert len(pd.read_csv(table)) == 5
+    converted = tmp_path / "converted.safetensors"
+    assert main(["convert", str(out / "model.pt"), str(converted)]) == 0  # the record travels along
+    assert load_model(checkpoint=str(converted), device="cpu").bands == ("B02", "B03", "B04", "B08")
+
+
+def test_a_checkpoint_without_a_record_asks_for_model(tmp_path, capsys):
+    state = load_model("msclip-tiny", device="cpu").clip.state_dict()
+    torch.save(state, tmp_path / "weights.pt")
+    args = ["classify", str(L2A_CHIPS), "--classes", "ocean", "--device", "cpu"]
+    assert main([*args, "--checkpoint", str(tmp_path / "weights.pt")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0] and "pass --model" in err[0]
+    assert main([*args, "--checkpoint", str(tmp_path / "weights.pt"), "--model", "msclip-tiny"]) == 0

@@ -154,6 +154,8 @@ def _overlap(geometry: np.ndarray, dims: np.ndarray, footprint: np.ndarray) -> t
 def _ranked(hits: pd.DataFrame) -> dict[int, list[str]]:
     """Per chip, its distinct labels ordered by total area, then length, then number of features."""
     hits = hits[hits["label"].notna()].drop_duplicates(["chip", "feature", "label"])
+    if hits.empty:  # e.g. no feature of the batch has a name
+        return {}
     totals = hits.groupby(["chip", "label"], sort=False)[["area", "length", "count"]].sum().reset_index()
     totals = totals.sort_values(
         ["chip", "area", "length", "count", "label"], ascending=[True, False, False, False, True]

@@ -70,6 +70,7 @@ def caption(
     from tqdm.auto import tqdm
 
     output = Path(output)
+    check_output_kind(output, captions=backend is not None)
     output.mkdir(parents=True, exist_ok=True)
     prompts = prompts or prompt_set()
     done = finished_ids(output)
@@ -160,6 +161,19 @@ class _Step:
             row.update(check(text, row["tags"], self.vocabulary))
             finished.append(row)
         return finished, skipped
+
+
+def check_output_kind(output: str | Path, captions: bool) -> None:
+    """A folder holds one kind of output, tags only or captions: a resume skips the chips it holds, so a
+    captioning run into a tags-only folder would caption nothing (and a tags-only run add nothing)."""
+    import pyarrow.parquet as pq
+
+    parts = sorted(Path(output).glob("part-*.parquet"))
+    if not parts or ("caption" in pq.read_schema(parts[0]).names) == captions:
+        return
+    if captions:
+        raise MSClipError(f"{output} holds tags only (--tags-only): caption into another --output folder")
+    raise MSClipError(f"{output} holds captions (with their tags): write --tags-only into another folder")
 
 
 def finished_ids(output: Path) -> set[str]:

@@ -78,10 +78,11 @@ def register(subparsers) -> None:
 
 def run_caption(args: argparse.Namespace) -> int:
     from msclip.captioning.chips import chip_sources
-    from msclip.captioning.pipeline import caption, parse_shard
+    from msclip.captioning.pipeline import caption, check_output_kind, parse_shard
     from msclip.captioning.prompts import prompt_set
 
     shard = parse_shard(args.shard)
+    check_output_kind(args.output, captions=not args.tags_only)  # before the VLM loads
     prompts = prompt_set(args.prompts)
     sources = chip_sources(args.inputs, args.layout, args.bands, args.view_size)
     index = _overture_index(args)

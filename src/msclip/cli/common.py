@@ -14,7 +14,9 @@ from msclip.data import InputOptions
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
-        "--model", default="Llama3-MS-CLIP-Base", help="registered name or open_clip architecture"
+        "--model",
+        help="registered name or open_clip architecture (default: what --checkpoint records, "
+        "else Llama3-MS-CLIP-Base)",
     )
     group.add_argument("--checkpoint", help="local checkpoint (.pt official layout or .safetensors)")
     group.add_argument("--revision", help="Hugging Face revision (commit, tag or branch) to pin")

@@ -106,10 +106,10 @@ def scene_engine(args: argparse.Namespace) -> str:
 def scene_inputs(args: argparse.Namespace) -> list[str] | None:
     """The inputs as scenes, None when they are chips; mixing both is a user error."""
     from msclip.io import iter_paths
-    from msclip.models.registry import spec_for
+    from msclip.models.model import resolve_spec
     from msclip.scenes.source import input_kind
 
-    size = spec_for(args.model).image_size
+    size = resolve_spec(args.model, args.checkpoint).image_size
     found: dict[str, list[str]] = {"scene": [], "chip": [], "unreadable": []}
     for item in args.inputs:
         if input_kind(item, size) == "scene":

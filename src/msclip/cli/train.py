@@ -69,8 +69,10 @@ def run_train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
     summary = train(config)
-    if not summary.get("exported"):
+    if not summary.get("finished"):
         raise MSClipError("training stopped before its last step")
+    if "exported" not in summary:  # another rank of a multi-process run: rank 0 exports and reports
+        return 0
     print(
         f"trained {summary['step']} steps, loss {summary['loss']:.4f}; model: {summary['exported']} "
         f"and {summary['safetensors']}",

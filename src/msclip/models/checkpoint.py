@@ -7,6 +7,7 @@ under three prefixes that share tensors, plus the training loss ``temperature``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from msclip.models.registry import ModelSpec
 
 OFFICIAL_PREFIXES = ("clip_base_model.model.", "image_encoder.model.", "text_encoder.model.")
 OFFICIAL_EXTRA_KEYS = ("temperature",)
+#: safetensors metadata key of the model record (the official ``.pt`` layout keeps it in a ``.json`` sidecar)
+RECORD_KEY = "msclip_model"
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -131,12 +134,74 @@ def download(spec: ModelSpec, revision: str | None = None, sha256: str | None = 
     return path
 
 
+def model_record(spec: ModelSpec) -> dict:
+    """What a checkpoint needs besides its tensors to be used alone: architecture, bands, statistics."""
+    record = {"model": spec.name, "arch": spec.arch, "bands": list(spec.bands), "image_size": spec.image_size}
+    if not spec.is_rgb:  # RGB models take open_clip's own preprocessing
+        record.update({"mean": list(spec.mean), "std": list(spec.std)})
+    return record
+
+
+def sidecar_path(checkpoint: str | os.PathLike) -> Path:
+    """Where the record of a torch checkpoint lies: ``model.pt`` -> ``model.json``."""
+    return Path(checkpoint).with_suffix(".json")
+
+
+def read_model_record(checkpoint: str | os.PathLike) -> dict | None:
+    """The record a checkpoint carries (safetensors metadata or the ``.json`` sidecar), None without one."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        return None  # loading it says so
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as handle:
+                text = (handle.metadata() or {}).get(RECORD_KEY)
+        except Exception as exc:
+            raise MSClipError(f"{path}: not a readable safetensors file ({exc})") from exc
+    else:
+        sidecar = sidecar_path(path)
+        text = sidecar.read_text(encoding="utf-8") if sidecar.is_file() else None
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MSClipError(f"{path}: unreadable model record ({exc})") from None
+
+
+def recorded_spec(checkpoint: str | os.PathLike) -> ModelSpec | None:
+    """The model a checkpoint records, as a spec (its statistics as recorded), or None."""
+    import open_clip
+
+    record = read_model_record(checkpoint)
+    if record is None:
+        return None
+    if record.get("arch") not in open_clip.list_models():
+        raise MSClipError(f"{checkpoint} records architecture {record.get('arch')!r}, unknown to open_clip")
+    stats = (tuple(record["mean"]), tuple(record["std"])) if "mean" in record else None
+    return ModelSpec(
+        name=record.get("model", record["arch"]),
+        arch=record["arch"],
+        bands=tuple(record["bands"]),
+        licence="see the checkpoint",
+        description=f"as recorded with {Path(checkpoint).name}",
+        image_size=int(record.get("image_size", 224)),
+        stats=stats,
+    )
+
+
 def convert_to_safetensors(source: str | os.PathLike, target: str | os.PathLike) -> int:
-    """Write the open_clip state dict of any supported checkpoint as safetensors; returns the tensor count."""
+    """Write the open_clip state dict of any supported checkpoint as safetensors (with its model record, when
+    it has one); returns the tensor count."""
     from safetensors.torch import save_file
 
     state = to_open_clip_keys(read_state_dict(source))
     state = {k: v.contiguous() for k, v in state.items() if k not in OFFICIAL_EXTRA_KEYS}
     metadata = {"format": "pt", "converted_from": Path(source).name}
+    record = read_model_record(source)
+    if record is not None:
+        metadata[RECORD_KEY] = json.dumps(record)
     atomic_write(target, lambda tmp: save_file(state, tmp, metadata=metadata))
     return len(state)

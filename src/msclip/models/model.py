@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from msclip.bands import RGB
 from msclip.errors import MSClipError
-from msclip.models.checkpoint import download, load_into, read_state_dict, to_open_clip_keys
-from msclip.models.registry import ModelSpec, spec_for
+from msclip.models.checkpoint import download, load_into, read_state_dict, recorded_spec, to_open_clip_keys
+from msclip.models.registry import DEFAULT_MODEL, ModelSpec, spec_for
 from msclip.models.transforms import MultispectralTransform, RGBTransform
 from msclip.models.widen import widen_patch_embedding
 
@@ -121,8 +121,19 @@ def _has_plain_text(clip: torch.nn.Module) -> bool:
     )
 
 
+def resolve_spec(
+    name: str | None,
+    checkpoint: str | None = None,
+    bands: tuple[str, ...] | None = None,
+    pretrained: str | None = None,
+) -> ModelSpec:
+    """The model ``name`` asks for; without a name, the one ``checkpoint`` records, else the default model."""
+    recorded = recorded_spec(checkpoint) if name is None and checkpoint else None
+    return recorded or spec_for(name or DEFAULT_MODEL, bands, pretrained)
+
+
 def load_model(
-    name: str = "Llama3-MS-CLIP-Base",
+    name: str | None = None,
     checkpoint: str | None = None,
     *,
     bands: tuple[str, ...] | list[str] | None = None,
@@ -137,15 +148,16 @@ def load_model(
 ) -> MSClipModel:
     """Build a registered model (or any open_clip architecture widened to ``bands``) with its weights.
 
-    Weights come from ``checkpoint`` (official layout, open_clip keys or safetensors), else the model's
-    Hugging Face file, else its open_clip pretrained tag (widened when the bands are not RGB), else
-    random (``random_init``: from torch's global generator, for tests, benchmarks and training). A model
-    with no weights anywhere (``msclip-tiny``) gets fixed random weights, so that separate commands (embed,
-    then index search) use the same model.
+    ``name`` None takes the model that ``checkpoint`` records (``msclip train`` exports do), else
+    Llama3-MS-CLIP-Base. Weights come from ``checkpoint`` (official layout, open_clip keys or
+    safetensors), else the model's Hugging Face file, else its open_clip pretrained tag (widened when
+    the bands are not RGB), else random (``random_init``: from torch's global generator, for tests,
+    benchmarks and training). A model with no weights anywhere (``msclip-tiny``) gets fixed random
+    weights, so that separate commands (embed, then index search) use the same model.
     """
     import open_clip
 
-    spec = spec_for(name, tuple(bands) if bands else None, pretrained)
+    spec = resolve_spec(name, checkpoint, tuple(bands) if bands else None, pretrained)
     device = device or best_device()
     if precision not in _DTYPES:
         raise MSClipError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
@@ -166,7 +178,15 @@ def load_model(
     if spec.bands != RGB:
         _widen(clip, spec.bands, widen_init)
     if checkpoint:
-        load_into(clip, to_open_clip_keys(read_state_dict(checkpoint)), str(checkpoint))
+        state = to_open_clip_keys(read_state_dict(checkpoint))
+        try:
+            load_into(clip, state, str(checkpoint))
+        except MSClipError as exc:
+            if name is not None:
+                raise
+            raise MSClipError(
+                f"{exc}; without --model it was read as {spec.name}: pass --model with the model it was trained as"
+            ) from None
     clip = clip.to(device=device, dtype=_DTYPES[precision]).eval()
     transform = (
         RGBTransform(preprocess)
@@ -241,7 +261,7 @@ def _widen(clip: torch.nn.Module, bands: tuple[str, ...], init: Literal["zeros",
 class ModelArgs:
     """What :func:`load_model` needs for inference, as plain data (a cluster ships it to its workers)."""
 
-    name: str = "Llama3-MS-CLIP-Base"
+    name: str | None = None  # None: what the checkpoint records, else Llama3-MS-CLIP-Base
     checkpoint: str | None = None
     device: str | None = None
     precision: Precision = "fp32"

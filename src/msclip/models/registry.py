@@ -47,6 +47,8 @@ class ModelSpec:
     open_clip_tag: str | None = None
     image_size: int = 224
     extra: dict = field(default_factory=dict)
+    #: per-band (means, stds) when not the reference ``BAND_STATS`` (e.g. as a checkpoint records them)
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @property
     def is_rgb(self) -> bool:
@@ -54,11 +56,11 @@ class ModelSpec:
 
     @property
     def mean(self) -> tuple[float, ...]:
-        return tuple(_band_stat(b)[0] for b in self.bands)
+        return self.stats[0] if self.stats else tuple(_band_stat(b)[0] for b in self.bands)
 
     @property
     def std(self) -> tuple[float, ...]:
-        return tuple(_band_stat(b)[1] for b in self.bands)
+        return self.stats[1] if self.stats else tuple(_band_stat(b)[1] for b in self.bands)
 
     @property
     def weight_source(self) -> str:
@@ -77,6 +79,8 @@ def _band_stat(band: str) -> tuple[float, float]:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+#: The model a command uses when neither ``--model`` nor the checkpoint's record names one.
+DEFAULT_MODEL = "Llama3-MS-CLIP-Base"
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:

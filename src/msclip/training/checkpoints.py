@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -11,7 +12,8 @@ import torch
 
 from msclip.errors import MSClipError
 from msclip.io import atomic_write
-from msclip.models.checkpoint import to_official_layout
+from msclip.models.checkpoint import RECORD_KEY, model_record, sidecar_path, to_official_layout
+from msclip.models.registry import ModelSpec
 
 _STEP_FILE = re.compile(r"step_(\d+)\.pt$")
 
@@ -56,17 +58,21 @@ def prune(folder: str | Path, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def export_model(clip: torch.nn.Module, folder: str | Path, name: str = "model") -> tuple[Path, Path]:
-    """``name.pt`` in the official Llama3-MS-CLIP layout and ``name.safetensors`` with open_clip keys; both
-    load with ``msclip.load_model(..., checkpoint=...)`` and ``msclip classify --checkpoint``."""
+def export_model(
+    clip: torch.nn.Module, spec: ModelSpec, folder: str | Path, name: str = "model"
+) -> tuple[Path, Path]:
+    """``name.pt`` in the official Llama3-MS-CLIP layout (its model record in ``name.json``) and
+    ``name.safetensors`` with open_clip keys (the record in its metadata); both load alone with
+    ``msclip.load_model(checkpoint=...)`` and ``msclip classify --checkpoint``."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().float().cpu().contiguous() for k, v in clip.state_dict().items()}
     temperature = 1.0 / math.exp(float(state["logit_scale"])) if "logit_scale" in state else 0.07
+    record = json.dumps(model_record(spec))
     official = Path(folder) / f"{name}.pt"
     tensors = Path(folder) / f"{name}.safetensors"
     atomic_write(official, lambda tmp: torch.save(to_official_layout(state, temperature), tmp))
-    atomic_write(
-        tensors, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "producer": "msclip train"})
-    )
+    atomic_write(sidecar_path(official), lambda tmp: Path(tmp).write_text(record, encoding="utf-8"))
+    metadata = {"format": "pt", "producer": "msclip train", RECORD_KEY: record}
+    atomic_write(tensors, lambda tmp: save_file(state, tmp, metadata=metadata))
     return official, tensors

@@ -43,3 +43,12 @@ def setup(device: str | None = None) -> Env:
 def barrier(env: Env) -> None:
     if env.world_size > 1:
         dist.barrier()
+
+
+def all_gather(env: Env, value: object) -> list:
+    """``value`` of every rank (in rank order), e.g. the inputs each rank skipped, so rank 0 reports them all."""
+    if env.world_size == 1:
+        return [value]
+    gathered: list = [None] * env.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered

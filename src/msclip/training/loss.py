@@ -10,15 +10,28 @@ small batches instead would change the loss (fewer negatives).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 
 import torch
 from open_clip.loss import ClipLoss
 
 
+class _ClipLoss(ClipLoss):
+    """open_clip's loss without the FutureWarning its gather raises on every call (one per rank and step):
+    ``torch.distributed.nn.all_gather`` is deprecated, yet still the collective that carries gradients."""
+
+    def get_logits(self, *args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", "torch.distributed.nn.functional.all_gather is deprecated", FutureWarning
+            )
+            return super().get_logits(*args, **kwargs)
+
+
 def make_loss(rank: int = 0, world_size: int = 1) -> ClipLoss:
     """open_clip's loss; across ranks features are gathered *with* gradients so negatives span the global batch."""
-    return ClipLoss(
+    return _ClipLoss(
         local_loss=False, gather_with_grad=True, cache_labels=True, rank=rank, world_size=world_size
     )
 

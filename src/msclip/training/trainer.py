@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from msclip.data import InputOptions
 from msclip.errors import MSClipError
+from msclip.io import atomic_write
 from msclip.models import load_model
 from msclip.training import checkpoints
 from msclip.training.config import TrainConfig, save_config
@@ -26,7 +27,7 @@ from msclip.training.data import (
     split_indices,
     train_transform,
 )
-from msclip.training.distributed import Env, barrier, setup
+from msclip.training.distributed import Env, all_gather, barrier, setup
 from msclip.training.loss import contrastive_step, make_loss
 from msclip.training.metrics import retrieval_recall
 from msclip.training.params import apply_preset, param_groups, warmup_cosine
@@ -220,7 +221,7 @@ class Trainer:
         if main:
             self.output.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.output / "config.yaml")
-        logger = RunLogger(self.output) if main else None
+        logger = RunLogger(self.output, self.step) if main else None
         bar = tqdm(
             total=self.total_steps, initial=self.step, disable=not (self.progress and main), desc="train"
         )
@@ -251,9 +252,10 @@ class Trainer:
                     if self.step == before:
                         raise MSClipError("the training data gave no batch in a whole epoch")
                     self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            if self.step >= self.total_steps:
+            summary["finished"] = self.step >= self.total_steps
+            if summary["finished"]:
                 summary.update(self._finish(logger))
-            summary["skipped"] = sorted(set(self.skipped))
+            summary["skipped"] = sorted(set().union(*all_gather(self.env, self.skipped)))
         finally:
             bar.close()
             if logger:
@@ -286,7 +288,7 @@ class Trainer:
         if self.config.save_every and self.step % self.config.save_every:
             self.save()
         if self.env.is_main:
-            official, tensors = checkpoints.export_model(self.clip, self.output)
+            official, tensors = checkpoints.export_model(self.clip, self.model.spec, self.output)
             out.update({"exported": str(official), "safetensors": str(tensors)})
         barrier(self.env)
         return out
@@ -374,14 +376,20 @@ class Trainer:
 
 
 class RunLogger:
-    """Rows to ``train_log.csv`` / ``val_log.csv`` and scalars to TensorBoard (``tensorboard/``)."""
+    """Rows to ``train_log.csv`` / ``val_log.csv`` and scalars to TensorBoard (``tensorboard/``).
 
-    def __init__(self, folder: Path):
+    A run that starts at ``step`` (resumed from its checkpoint, or from 0) drops what was logged after it,
+    so the steps a killed run did past its last checkpoint are logged once, by the run that redoes them.
+    """
+
+    def __init__(self, folder: Path, step: int = 0):
         self.folder = folder
+        for kind in ("train", "val"):
+            _drop_rows_after(folder / f"{kind}_log.csv", step)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(folder / "tensorboard"))
+            self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=step + 1)
         except ImportError:  # the train extra is not installed: CSV only
             self.writer = None
 
@@ -402,6 +410,22 @@ class RunLogger:
     def close(self) -> None:
         if self.writer:
             self.writer.close()
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Keep the header and the rows of steps up to ``step`` (the step column comes first)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if int(row[0]) <= step]
+    if len(kept) < len(rows):
+        atomic_write(path, lambda tmp: _write_rows(tmp, kept))
+
+
+def _write_rows(path: str, rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
 
 
 def train(config: TrainConfig, progress: bool = True) -> dict:
