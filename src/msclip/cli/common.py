@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from msclip.bands import LAYOUTS
-from msclip.data import InputOptions
+
+if TYPE_CHECKING:
+    from msclip.data import InputOptions
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +58,8 @@ def load_model_from(args: argparse.Namespace):
 
 
 def input_options_from(args: argparse.Namespace) -> InputOptions:
+    from msclip.data import InputOptions
+
     return InputOptions(args.layout, tuple(args.bands) if args.bands else None, args.boa_offset)
 
 
