@@ -21,8 +21,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--revision", help="Hugging Face revision (commit, tag or branch) to pin")
     group.add_argument("--sha256", help="expected sha256 of the downloaded checkpoint")
     group.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: best available")
-    group.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    add_precision_option(group)
     group.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="image encoder backend")
+
+
+def add_precision_option(group) -> None:
+    group.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="auto (default): bf16 where the hardware computes it natively (AVX512_BF16/AMX CPUs, bf16 "
+        "GPUs), else fp32; fp32 is the exact path",
+    )
 
 
 def add_input_options(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +51,11 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         help="L2A baseline-04.00 offset to remove",
     )
     group.add_argument("--batch-size", type=int, default=32)
-    group.add_argument("--workers", type=int, help="DataLoader worker processes (default: by input size)")
+    group.add_argument(
+        "--workers",
+        type=int,
+        help="DataLoader reader processes (default: a reader thread on < 8 cores, else by input size)",
+    )
 
 
 def model_args_from(args: argparse.Namespace):
@@ -54,7 +68,15 @@ def model_args_from(args: argparse.Namespace):
 
 
 def load_model_from(args: argparse.Namespace):
-    return model_args_from(args).load()
+    model = model_args_from(args).load()
+    announce(model, args.precision)
+    return model
+
+
+def announce(model, requested: str) -> None:
+    """One stderr line naming the device and precision the model computes in (``auto`` is never a guess)."""
+    how = " (auto)" if requested == "auto" else ""
+    print(f"msclip: {model.spec.name} on {model.device}, {model.precision}{how}", file=sys.stderr)
 
 
 def input_options_from(args: argparse.Namespace) -> InputOptions:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from msclip.bands import LAYOUTS
+from msclip.cli.common import add_precision_option
 
 
 def register(subparsers) -> None:
@@ -40,10 +41,14 @@ def register(subparsers) -> None:
     group.add_argument("--bands", nargs="+", help="band names of generic folders' files, in order")
     group.add_argument("--boa-offset", default="auto", choices=["auto", "0", "1000"])
     group.add_argument("--batch-size", type=int, default=64)
-    group.add_argument("--workers", type=int, help="DataLoader worker processes (default: by dataset size)")
+    group.add_argument(
+        "--workers",
+        type=int,
+        help="DataLoader reader processes (default: a reader thread on < 8 cores, else by dataset size)",
+    )
     group = p.add_argument_group("model")
     group.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: best available")
-    group.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    add_precision_option(group)
     p.set_defaults(run=run_evaluate)
 
 
@@ -67,6 +72,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         progress=True,
     )
     write_outputs(run.evaluations, run.missing, run.settings, args.output)
+    for record in run.settings["models"]:
+        print(f"msclip: {record['name']} ran in {record['precision']}", file=sys.stderr)
     headline = headline_table(run.evaluations)
     if not headline.empty:
         show_table(headline.map("{:.1f}".format).reset_index(), "zero-shot benchmark (%)")

@@ -137,6 +137,7 @@ def run_benchmark(
         "retrieval_top_k": TOP_K_RETRIEVAL,
         "seed": SEED,
         "boa_offset": str(options.boa_offset),
+        "precision_requested": precision,  # each model's record holds the precision it ran in
         "models": model_records,
         "datasets": [dataset_settings(d) for d in found],
     }
