@@ -129,3 +129,20 @@ def test_prefetch_runs_a_generators_clean_up_in_its_own_thread():
     iterator.close()
     assert list(runtime.prefetch(items())) == list(range(100))
     assert closed_in == ["msclip-reader", "msclip-reader"]
+
+
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs torch on 2 or more threads")
+def test_the_reader_thread_computes_on_one_core_and_leaves_the_others_alone():
+    cores = torch.get_num_threads()
+    seen = []
+
+    def items():
+        seen.append(torch.get_num_threads())
+        yield 1
+
+    list(runtime.prefetch(items()))
+    later = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert seen == [1] and torch.get_num_threads() == cores and later == [cores]

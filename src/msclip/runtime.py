@@ -83,16 +83,36 @@ def batches(loader) -> Iterable:
     return prefetch(loader) if getattr(loader, "num_workers", 0) == 0 else loader
 
 
+def serial_torch_in_this_thread() -> None:
+    """Run this thread's torch operations on one core, leaving the model's threads as they are.
+
+    A reader's tensor operations (resize, normalise) would otherwise start a second OpenMP team as wide as
+    the machine while the model's team computes: more threads than cores, and the model's parallel products
+    wait at each barrier for a thread that lost its core. ``torch.set_num_threads`` sets the calling thread's
+    team size and also the default of threads started later; that default is put back from a short-lived
+    thread, so only this thread changes.
+    """
+    import torch
+
+    cores = torch.get_num_threads()
+    torch.set_num_threads(1)
+    restore = threading.Thread(target=torch.set_num_threads, args=(cores,))
+    restore.start()
+    restore.join()
+
+
 def prefetch(iterable: Iterable, depth: int = 2) -> Iterator:
     """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead of the consumer.
 
-    An exception in the thread is raised in the consumer; closing the iterator early stops the thread, and
+    torch runs on one core in that thread (:func:`serial_torch_in_this_thread`). An exception in the thread is
+    raised in the consumer; closing the iterator early stops the thread, and
     a generator's clean-up (``finally``) runs in the thread, where thread-bound resources were opened.
     """
     items: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def produce() -> None:
+        serial_torch_in_this_thread()
         iterator = iter(iterable)
         try:
             for item in iterator:
