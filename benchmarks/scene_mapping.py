@@ -64,9 +64,10 @@ def write_scene(path: Path, size: int) -> Path:
 
 def load(name: str):
     torch.manual_seed(0)
+    # msclip's default precision (bf16 where the CPU computes it natively), as `msclip map` runs
     if name == "msclip-tiny":
-        return msclip.load_model(name, device="cpu")
-    return msclip.load_model(name, random_init=True, device="cpu")
+        return msclip.load_model(name, device="cpu", precision="auto")
+    return msclip.load_model(name, random_init=True, device="cpu", precision="auto")
 
 
 def forward_rate(model, batch: int, seconds: float = 20.0) -> float:

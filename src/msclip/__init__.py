@@ -1,27 +1,28 @@
-"""msclip: vision-language models for multispectral Sentinel-2 imagery (Llama3-MS-CLIP and friends)."""
+"""msclip: vision-language models for multispectral Sentinel-2 imagery (Llama3-MS-CLIP and friends).
 
-from msclip.data import InputOptions
-from msclip.errors import MSClipError
-from msclip.io import read
-from msclip.models import ModelSpec, MSClipModel, list_models, load_model, register_model
-from msclip.text import class_embeddings, templates
-from msclip.zeroshot import Result, classify, embed, retrieve
+The API is imported on first use (``msclip.classify`` loads torch then), so ``import msclip`` and
+``msclip --help`` cost milliseconds, not the seconds of the deep-learning stack.
+"""
+
+from msclip._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "InputOptions",
-    "MSClipError",
-    "MSClipModel",
-    "ModelSpec",
-    "Result",
-    "class_embeddings",
-    "classify",
-    "embed",
-    "list_models",
-    "load_model",
-    "read",
-    "register_model",
-    "retrieve",
-    "templates",
-]
+_EXPORTS = {
+    "InputOptions": "msclip.data",
+    "MSClipError": "msclip.errors",
+    "MSClipModel": "msclip.models",
+    "ModelSpec": "msclip.models",
+    "Result": "msclip.zeroshot",
+    "class_embeddings": "msclip.text",
+    "classify": "msclip.zeroshot",
+    "embed": "msclip.zeroshot",
+    "list_models": "msclip.models",
+    "load_model": "msclip.models",
+    "read": "msclip.io",
+    "register_model": "msclip.models",
+    "retrieve": "msclip.zeroshot",
+    "templates": "msclip.text",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,12 +1,11 @@
 """Zero-shot classification, text-to-image retrieval and embeddings over any list of images, in batches.
 
-Images stream through a DataLoader; memory is bounded by the batch (retrieval keeps a running top-k).
+Images stream through a DataLoader, read a batch or two ahead of the model (see :mod:`msclip.runtime`); memory is bounded by the batch (retrieval keeps a running top-k).
 Bad files are reported in ``Result.skipped`` and left out; the rest goes on.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 from msclip.data import ChipDataset, InputOptions, OffsetDecision, collate_chips, warn_offset_decisions
 from msclip.io import iter_paths
 from msclip.models import MSClipModel
+from msclip.runtime import batches, reader_processes
 from msclip.text import class_embeddings, class_names, templates
 
 #: How each image's baseline-04.00 offset was handled (see :class:`msclip.data.OffsetDecision`).
@@ -43,11 +43,6 @@ class Batch:
     offsets: list[OffsetDecision]
 
 
-def default_workers(n_images: int) -> int:
-    """No worker processes for a handful of images (start-up costs more than it saves)."""
-    return 0 if n_images < 64 else min(4, os.cpu_count() or 1)
-
-
 def embed_batches(
     model: MSClipModel,
     inputs: Sequence[str],
@@ -64,13 +59,18 @@ def embed_batches(
     """
     paths = iter_paths(inputs)
     dataset = ChipDataset(paths, model.bands, model.transform, options or InputOptions())
-    workers = default_workers(len(paths)) if workers is None else workers
+    workers = reader_processes(len(paths)) if workers is None else workers
     loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_chips, shuffle=False
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_chips,
+        shuffle=False,
+        pin_memory=model.device.startswith("cuda"),
     )
     decisions: dict[str, OffsetDecision] = {}
     with tqdm(total=len(paths), unit="img", disable=not progress, desc="images") as bar:
-        for batch in loader:
+        for batch in batches(loader):
             for index, message in batch["errors"]:
                 if skipped is not None:
                     skipped.append((paths[index], message))

@@ -1,6 +1,8 @@
 """Official checkpoint layout: strict loading of a full-size random ViT-B-16, conversion, sources."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +183,29 @@ def test_a_weightless_model_is_the_same_in_every_process():
     torch.manual_seed(1)
     drawn = load_model("msclip-tiny", random_init=True, device="cpu")  # training: the caller's seed decides
     assert not torch.equal(drawn.clip.visual.conv1.weight, first.clip.visual.conv1.weight)
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads Linux's resident memory")
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_checkpoints_are_memory_mapped_not_copied(tmp_path, suffix):
+    """128 MB of weights read without 128 MB of resident memory (pages come in when a model copies them)."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / f"big{suffix}"
+    tensors = {"a": torch.ones(32_000_000), "b": torch.zeros(100)}
+    torch.save(tensors, path) if suffix == ".pt" else save_file(tensors, str(path))
+    del tensors
+    before = _resident_mb()
+    state = read_state_dict(path)
+    assert _resident_mb() - before < 32
+    assert float(state["a"][-1]) == 1.0 and state["b"].shape == (100,)
+
+
+def test_legacy_torch_files_are_still_read(tmp_path):
+    torch.save({"a": torch.arange(3.0)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    assert torch.equal(read_state_dict(tmp_path / "old.pt")["a"], torch.arange(3.0))

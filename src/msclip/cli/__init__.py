@@ -1,6 +1,12 @@
 """The ``msclip`` command: argument parsing, progress, tables and exit codes; the work is in the API.
 
 Exit codes: 0 done; 1 a user error (one line on stderr); 2 bad arguments; 3 done, but inputs were skipped.
+
+Fast answers: ``msclip --help``, ``msclip CMD --help`` and argument errors build the whole parser, so a
+command module (listed in ``COMMAND_MODULES``) imports only the standard library and light msclip modules
+(``msclip.bands``, ``msclip.errors``, ``msclip.cli.common``) at its top and in ``register()``; torch,
+open_clip, rasterio, pandas and the modules that load them (``msclip.models``, ``msclip.zeroshot``,
+``msclip.data``, ...) are imported inside its ``run_*`` functions. ``tests/test_cli_startup.py`` checks it.
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from msclip.bands import LAYOUTS
-from msclip.data import InputOptions
+
+if TYPE_CHECKING:
+    from msclip.data import InputOptions
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +25,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--revision", help="Hugging Face revision (commit, tag or branch) to pin")
     group.add_argument("--sha256", help="expected sha256 of the downloaded checkpoint")
     group.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: best available")
-    group.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    add_precision_option(group)
     group.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="image encoder backend")
+
+
+def add_precision_option(group) -> None:
+    group.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="auto (default): bf16 where the hardware computes it natively (AVX512_BF16/AMX CPUs, bf16 "
+        "GPUs), else fp32; fp32 is the exact path",
+    )
 
 
 def add_input_options(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +56,9 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--batch-size", type=positive_int, default=32)
     group.add_argument(
-        "--workers", type=non_negative_int, help="DataLoader worker processes (default: by input size)"
+        "--workers",
+        type=non_negative_int,
+        help="DataLoader reader processes (default: a reader thread on < 8 cores, else by input size)",
     )
 
 
@@ -57,10 +72,20 @@ def model_args_from(args: argparse.Namespace):
 
 
 def load_model_from(args: argparse.Namespace):
-    return model_args_from(args).load()
+    model = model_args_from(args).load()
+    announce(model, args.precision)
+    return model
+
+
+def announce(model, requested: str) -> None:
+    """One stderr line naming the device and precision the model computes in (``auto`` is never a guess)."""
+    how = " (auto)" if requested == "auto" else ""
+    print(f"msclip: {model.spec.name} on {model.device}, {model.precision}{how}", file=sys.stderr)
 
 
 def input_options_from(args: argparse.Namespace) -> InputOptions:
+    from msclip.data import InputOptions
+
     return InputOptions(args.layout, tuple(args.bands) if args.bands else None, args.boa_offset)
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from msclip.bands import LAYOUTS
-from msclip.cli.common import non_negative_int, positive_int
+from msclip.cli.common import add_precision_option, non_negative_int, positive_int
 
 
 def register(subparsers) -> None:
@@ -48,11 +48,13 @@ def register(subparsers) -> None:
     group.add_argument("--boa-offset", default="auto", choices=["auto", "0", "1000"])
     group.add_argument("--batch-size", type=positive_int, default=64)
     group.add_argument(
-        "--workers", type=non_negative_int, help="DataLoader worker processes (default: by dataset size)"
+        "--workers",
+        type=non_negative_int,
+        help="DataLoader reader processes (default: a reader thread on < 8 cores, else by dataset size)",
     )
     group = p.add_argument_group("model")
     group.add_argument("--device", choices=["cpu", "cuda", "mps"], help="default: best available")
-    group.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    add_precision_option(group)
     p.set_defaults(run=run_evaluate)
 
 
@@ -76,6 +78,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=True,
     )
+    for record in run.settings["models"]:
+        print(f"msclip: {record['name']} ran in {record['precision']}", file=sys.stderr)
     if run.evaluations:
         write_outputs(run.evaluations, run.missing, run.settings, args.output)
         show_table(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from msclip.cli.common import (
     LonLatBox,
     add_input_options,
     add_model_options,
+    announce,
     input_options_from,
     load_model_from,
     model_args_from,
@@ -222,6 +222,7 @@ def run_index_search(args: argparse.Namespace) -> int:
     name = args.model or index.model_name or "Llama3-MS-CLIP-Base"
     model = load_model(name, args.checkpoint, device=args.device, precision=args.precision, backend=args.backend,
                        revision=args.revision, sha256=args.sha256)  # fmt: skip
+    announce(model, args.precision)
     labels, queries, skipped = _queries(args, model)
     index.check_queries(queries, model.spec.name)
     hits = index.search(queries, args.top_k, tuple(args.bbox) if args.bbox else None, args.start, args.end)
@@ -270,17 +271,18 @@ def write_hits(hits, path: str) -> None:
 
 
 def _scene_job(args: argparse.Namespace):
+    from msclip.runtime import reader_processes
     from msclip.scenes.embed import WindowOptions
     from msclip.scenes.engine import SceneJob
 
     windows = WindowOptions(args.stride, args.min_valid, args.max_cloud)
     on_cluster = getattr(args, "engine", None) == "dask" or getattr(args, "cluster", None)
     # Dask workers cannot start DataLoader processes (the cluster gives the parallelism there); elsewhere
-    # readers pay off only with cores to spare (2 cores: 187 windows/s without workers, 126 with 2)
+    # reader processes pay off only with cores to spare (2 cores: 187 windows/s without workers, 126 with 2)
     if args.workers is not None:
         workers = args.workers
     elif on_cluster:
         workers = 0
     else:
-        workers = 2 if (os.cpu_count() or 1) > 2 else 0
+        workers = reader_processes()
     return SceneJob(input_options_from(args), windows, args.batch_size, workers)

@@ -169,6 +169,7 @@ def run_benchmark(
         "seed": SEED,
         "boa_offset": str(options.boa_offset),
         "reference_band_order": reference_band_order,
+        "precision_requested": precision,  # each model's record holds the precision it ran in
         "models": model_records,
         "datasets": [dataset_settings(d) for d in found if d.name in evaluated],
     }

@@ -19,8 +19,8 @@ from msclip.errors import MSClipError, SkippedImage
 from msclip.evaluation.datasets import EvalSet, load_raster
 from msclip.evaluation.metrics import multi_label_metrics, single_label_metrics
 from msclip.models import MSClipModel
+from msclip.runtime import batches, reader_processes
 from msclip.text import class_embeddings
-from msclip.zeroshot import default_workers
 
 #: The reference's logits: 100 x cosine similarity (ranks and decisions do not depend on the factor).
 LOGIT_FACTOR = 100.0
@@ -87,15 +87,20 @@ def score(
     """Logits (images, classes) = 100 x cosine(image, class embedding), in the set's fixed sample order."""
     options = options or InputOptions()
     samples = SampleDataset(dataset, model.bands, model.transform, options)
-    workers = default_workers(len(samples)) if workers is None else workers
+    workers = reader_processes(len(samples)) if workers is None else workers
     loader = DataLoader(
-        samples, batch_size=batch_size, num_workers=workers, collate_fn=collate_chips, shuffle=False
+        samples,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_chips,
+        shuffle=False,
+        pin_memory=model.device.startswith("cuda"),
     )
     logits, indices, skipped = [], [], []
     with tqdm(
         total=len(samples), unit="img", disable=not progress, desc=f"{model.spec.name} / {dataset.name}"
     ) as bar:
-        for batch in loader:
+        for batch in batches(loader):
             skipped.extend((dataset.samples[i].name, message) for i, message in batch["errors"])
             if batch["image"] is not None:
                 logits.append((LOGIT_FACTOR * model.encode_image(batch["image"]) @ classifier.T).numpy())

@@ -19,7 +19,7 @@ from msclip.models.widen import widen_patch_embedding
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Backend = Literal["torch", "onnx"]
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -69,7 +69,7 @@ class MSClipModel:
         if self.image_backend is not None:
             features = self.image_backend(images)
         else:
-            features = self.clip.encode_image(images.to(self.device, self.dtype))
+            features = self.clip.encode_image(images.to(self.device, self.dtype, non_blocking=True))
         return F.normalize(features.float(), dim=-1).cpu()
 
     @torch.no_grad()
@@ -154,13 +154,22 @@ def load_model(
     the bands are not RGB), else random (``random_init``: from torch's global generator, for tests,
     benchmarks and training). A model with no weights anywhere (``msclip-tiny``) gets fixed random
     weights, so that separate commands (embed, then index search) use the same model.
+
+    ``precision="auto"`` is bf16 where the device computes it natively (CPUs with AVX512_BF16 or AMX,
+    CUDA GPUs with bf16), fp32 elsewhere; the model's ``precision`` says which. bf16 casts the weights (both
+    towers): against bf16 autocast it agreed as well with fp32 and ran 2.6x faster (README).
     """
-    import open_clip
+    from msclip.models.openclip_import import open_clip_for
+    from msclip.runtime import resolve_precision, use_all_cores
 
     spec = resolve_spec(name, checkpoint, tuple(bands) if bands else None, pretrained)
+    open_clip = open_clip_for(spec.arch)
     device = device or best_device()
-    if precision not in _DTYPES:
-        raise MSClipError(f"unknown precision {precision!r}; use fp32, bf16 or fp16")
+    if precision not in (*_DTYPES, "auto"):
+        raise MSClipError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    precision = resolve_precision(precision, device, backend)  # type: ignore[assignment]
+    if device == "cpu":
+        use_all_cores()
     if precision == "fp16" and device == "cpu":
         raise MSClipError("fp16 needs a GPU; on the CPU use --precision bf16")
     given = checkpoint

@@ -140,8 +140,9 @@ for _name, _arch, _repo, _file, _about in (
 
 def _register_package_configs() -> None:
     """Add the package's own open_clip configs (a tiny ViT for tests, demos and smoke runs)."""
-    import open_clip
+    from msclip.models.openclip_import import import_open_clip
 
+    open_clip = import_open_clip()
     folder = resources.files("msclip").joinpath("resources/model_configs")
     with resources.as_file(folder) as path:
         open_clip.add_model_config(path)
@@ -170,8 +171,9 @@ def spec_for(name: str, bands: tuple[str, ...] | None = None, pretrained: str | 
         if bands and tuple(bands) != spec.bands:
             spec = replace(spec, name=f"{spec.name}[{'+'.join(bands)}]", bands=tuple(bands), hf_hub_id=None)
         return replace(spec, open_clip_tag=pretrained) if pretrained else spec
-    import open_clip
+    from msclip.models.openclip_import import import_open_clip
 
+    open_clip = import_open_clip()
     if name not in open_clip.list_models():
         known = ", ".join(s.name for s in list_models())
         raise MSClipError(

@@ -30,6 +30,7 @@ from msclip.data import (
 from msclip.errors import describe_failure
 from msclip.io import atomic_write, with_msclip_record
 from msclip.models import MSClipModel
+from msclip.runtime import prefetch
 from msclip.scenes.source import SCL_CLOUD, SCL_INVALID, Scene, SceneReader
 from msclip.scenes.windows import WindowGrid, window_grid
 
@@ -126,17 +127,24 @@ def embed_windows(
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
+        pin_memory=model.device.startswith("cuda"),
     )
+
+    def read() -> Iterator[dict]:
+        """The windows, then the reader closed by the thread that opened it (GDAL environments are per thread)."""
+        try:
+            yield from loader
+        finally:
+            dataset.reader.close()
 
     def batches() -> Iterator[WindowBatch]:
         with tqdm(total=len(grid), unit="win", disable=not progress, desc=scene.name[-40:]) as bar:
-            for batch in loader:
+            for batch in prefetch(read()) if workers == 0 else read():
                 embeddings = (
                     model.encode_image(batch["image"]) if batch["image"] is not None else torch.empty(0)
                 )
                 yield WindowBatch(batch["kept"], embeddings, batch["filled"], batch["status"], batch["cloud"])
                 bar.update(len(batch["status"]))
-        dataset.reader.close()
 
     return grid, batches()
 
