@@ -229,3 +229,16 @@ def test_a_weightless_model_is_the_same_in_every_process():
     torch.manual_seed(1)
     drawn = load_model("msclip-tiny", random_init=True, device="cpu")  # training: the caller's seed decides
     assert not torch.equal(drawn.clip.visual.conv1.weight, first.clip.visual.conv1.weight)
+
+
+def test_a_broken_model_record_is_one_clear_error(tmp_path):
+    torch.save({}, tmp_path / "model.pt")
+    (tmp_path / "model.json").write_text('{"model": "mine"}')
+    with pytest.raises(MSClipError, match="lacks the architecture or the bands"):
+        load_model(checkpoint=str(tmp_path / "model.pt"), device="cpu")
+    (tmp_path / "model.json").write_text('{"arch": "NoSuchNet", "bands": ["B02"]}')
+    with pytest.raises(MSClipError, match="'NoSuchNet', unknown to open_clip"):
+        load_model(checkpoint=str(tmp_path / "model.pt"), device="cpu")
+    (tmp_path / "model.json").write_text("{not json")
+    with pytest.raises(MSClipError, match="unreadable model record"):
+        load_model(checkpoint=str(tmp_path / "model.pt"), device="cpu")

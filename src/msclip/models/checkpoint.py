@@ -188,8 +188,10 @@ def recorded_spec(checkpoint: str | os.PathLike) -> ModelSpec | None:
     record = read_model_record(checkpoint)
     if record is None:
         return None
-    if record.get("arch") not in open_clip.list_models():
-        raise MSClipError(f"{checkpoint} records architecture {record.get('arch')!r}, unknown to open_clip")
+    if not isinstance(record, dict) or not {"arch", "bands"} <= record.keys():
+        raise MSClipError(f"{checkpoint}: its model record lacks the architecture or the bands")
+    if record["arch"] not in open_clip.list_models():
+        raise MSClipError(f"{checkpoint} records architecture {record['arch']!r}, unknown to open_clip")
     stats = (tuple(record["mean"]), tuple(record["std"])) if "mean" in record else None
     return ModelSpec(
         name=record.get("model", record["arch"]),
