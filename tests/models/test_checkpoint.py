@@ -2,18 +2,26 @@
 
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import msclip
 from msclip import load_model
 from msclip.cli import main
 from msclip.errors import MSClipError
-from msclip.models.checkpoint import convert_to_safetensors, read_state_dict, to_official_layout
+from msclip.models.checkpoint import convert_to_safetensors, download, read_state_dict, to_official_layout
 from msclip.models.registry import spec_for
 from tests.conftest import CHECKPOINT_LAYOUT
+
+WEIGHTS_URL = (
+    "https://huggingface.co/ibm-esa-geospatial/Llama3-MS-CLIP-base/resolve/main/Llama3_MS_CLIP_weights.pt"
+)
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +131,50 @@ def test_offline_download_says_what_to_do(tmp_path, monkeypatch, capsys, chip_pa
     # inputs are checked first (a typo fails fast), so give a real chip to reach the download
     assert main(["classify", str(chip_paths[0]), "--classes", "a"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Llama3_MS_CLIP_weights.pt" in err[0] and "--checkpoint" in err[0]
+    assert len(err) == 1 and f" {WEIGHTS_URL} " in err[0] and "--checkpoint" in err[0]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket closes
+
+
+def test_without_network_one_probe_then_no_download_attempt(tmp_path, monkeypatch):
+    """Not declared offline and no network: one short probe, then only the local cache is asked."""
+    import huggingface_hub
+    import huggingface_hub.constants as hf_constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    calls = []
+
+    def cache_only(repo, filename, revision=None, **options):
+        calls.append(options)
+        raise LocalEntryNotFoundError("not in the cache")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", cache_only)
+    with pytest.raises(MSClipError, match="no connection to http://127.0.0.1") as error:
+        load_model("Llama3-MS-CLIP-Base", device="cpu")
+    assert calls == [{"local_files_only": True}] and WEIGHTS_URL in str(error.value)  # the cache only
+    monkeypatch.setattr(
+        huggingface_hub, "hf_hub_download", lambda *_, revision, local_files_only: "cached.pt"
+    )
+    assert download(spec_for("Llama3-MS-CLIP-Base")) == "cached.pt"  # a cached copy still serves
+
+
+def test_without_network_the_first_command_says_so_in_one_line(tmp_path, chip_paths):
+    """The command as a new user runs it, HF_HUB_OFFLINE unset, the hub unreachable: one line, no retries."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(msclip.__file__).parents[1]), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-c", "import sys; from msclip.cli import main; sys.exit(main())"]
+    command += ["classify", str(chip_paths[0]), "--classes", "a", "--device", "cpu"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(err) == 1, done.stderr
+    assert err[0].startswith("msclip: error:") and WEIGHTS_URL in err[0]
 
 
 def test_registry_knows_the_reference_models():
@@ -156,7 +207,7 @@ def test_remote_sensing_baselines_come_from_their_hub_files(tmp_path, monkeypatc
     monkeypatch.setattr(
         huggingface_hub,
         "hf_hub_download",
-        lambda repo, name, revision=None: fetched.append(name) or tmp_path / "rs.pt",
+        lambda repo, name, revision=None, **_: fetched.append(name) or tmp_path / "rs.pt",
     )
     spec = registry.ModelSpec(
         "rs-tiny", "msclip-tiny", source.spec.bands, "test", hf_hub_id="a/b", hf_filename="rs.pt"
@@ -209,3 +260,16 @@ def test_checkpoints_are_memory_mapped_not_copied(tmp_path, suffix):
 def test_legacy_torch_files_are_still_read(tmp_path):
     torch.save({"a": torch.arange(3.0)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
     assert torch.equal(read_state_dict(tmp_path / "old.pt")["a"], torch.arange(3.0))
+
+
+def test_a_broken_model_record_is_one_clear_error(tmp_path):
+    torch.save({}, tmp_path / "model.pt")
+    (tmp_path / "model.json").write_text('{"model": "mine"}')
+    with pytest.raises(MSClipError, match="lacks the architecture or the bands"):
+        load_model(checkpoint=str(tmp_path / "model.pt"), device="cpu")
+    (tmp_path / "model.json").write_text('{"arch": "NoSuchNet", "bands": ["B02"]}')
+    with pytest.raises(MSClipError, match="'NoSuchNet', unknown to open_clip"):
+        load_model(checkpoint=str(tmp_path / "model.pt"), device="cpu")
+    (tmp_path / "model.json").write_text("{not json")
+    with pytest.raises(MSClipError, match="unreadable model record"):
+        load_model(checkpoint=str(tmp_path / "model.pt"), device="cpu")

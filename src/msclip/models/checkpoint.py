@@ -6,6 +6,7 @@ under three prefixes that share tensors, plus the training loss ``temperature``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -130,17 +131,38 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
     return digest.hexdigest()
 
 
-def download(spec: ModelSpec, revision: str | None = None, sha256: str | None = None) -> str:
-    """The spec's checkpoint from the Hugging Face hub (cached by huggingface_hub), checked when a hash is known."""
-    from huggingface_hub import hf_hub_download
+@functools.cache
+def hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """Whether the hub answers one short request (any HTTP status will do). Without a network,
+    huggingface_hub retries for ~45 s with a warning per try; this asks once, through the same proxies."""
+    import urllib.error
+    import urllib.request
 
-    url = f"https://huggingface.co/{spec.hf_hub_id}/blob/{revision or spec.hf_revision or 'main'}/{spec.hf_filename}"
     try:
-        path = hf_hub_download(spec.hf_hub_id, spec.hf_filename, revision=revision or spec.hf_revision)
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def download(spec: ModelSpec, revision: str | None = None, sha256: str | None = None) -> str:
+    """The spec's checkpoint from the Hugging Face hub (cached by huggingface_hub), checked when a hash is
+    known. Unreachable hub (or ``HF_HUB_OFFLINE``): the cached copy, else one line saying where the file is."""
+    from huggingface_hub import constants, hf_hub_download
+
+    revision = revision or spec.hf_revision
+    url = f"https://huggingface.co/{spec.hf_hub_id}/resolve/{revision or 'main'}/{spec.hf_filename}"
+    unreachable = not constants.HF_HUB_OFFLINE and not hub_reachable(constants.ENDPOINT)
+    try:
+        path = hf_hub_download(
+            spec.hf_hub_id, spec.hf_filename, revision=revision, local_files_only=unreachable
+        )
     except Exception as exc:
+        why = f"no connection to {constants.ENDPOINT}" if unreachable else f"{type(exc).__name__}; offline?"
         raise MSClipError(
-            f"cannot get the {spec.name} weights ({type(exc).__name__}; offline?): download {url} "
-            f"and pass it with --checkpoint PATH"
+            f"cannot get the {spec.name} weights ({why}): download {url} and pass it with --checkpoint PATH"
         ) from exc
     expected = sha256 or spec.sha256
     if expected and sha256_of(path) != expected.lower():
@@ -192,8 +214,10 @@ def recorded_spec(checkpoint: str | os.PathLike) -> ModelSpec | None:
     record = read_model_record(checkpoint)
     if record is None:
         return None
-    if record.get("arch") not in open_clip.list_models():
-        raise MSClipError(f"{checkpoint} records architecture {record.get('arch')!r}, unknown to open_clip")
+    if not isinstance(record, dict) or not {"arch", "bands"} <= record.keys():
+        raise MSClipError(f"{checkpoint}: its model record lacks the architecture or the bands")
+    if record["arch"] not in open_clip.list_models():
+        raise MSClipError(f"{checkpoint} records architecture {record['arch']!r}, unknown to open_clip")
     stats = (tuple(record["mean"]), tuple(record["std"])) if "mean" in record else None
     return ModelSpec(
         name=record.get("model", record["arch"]),
