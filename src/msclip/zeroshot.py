@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from msclip.data import ChipDataset, InputOptions, collate_chips
 from msclip.io import iter_paths
 from msclip.models import MSClipModel
-from msclip.text import class_embeddings, class_names, templates
+from msclip.text import checked_names, class_embeddings, templates
 
 
 @dataclass
@@ -118,7 +118,7 @@ def classify(
     Columns: ``image``, ``label`` (top class), one probability column per class, ``filled_fraction``
     (share of nodata pixels that were filled; 0 for complete images).
     """
-    names = class_names(list(classes))
+    names = checked_names(list(classes))
     prompts = templates(template_set) if isinstance(template_set, str) else list(template_set)
     classifier = class_embeddings(model, names, prompts, use_cache=use_cache)
     skipped: list[tuple[str, str]] = []

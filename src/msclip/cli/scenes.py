@@ -141,19 +141,21 @@ def run_scene_embed(args: argparse.Namespace, scenes: list[str]) -> int:
 
 def run_map(args: argparse.Namespace) -> int:
     from msclip.scenes import map_scene, open_scene, write_geoparquet, write_map
+    from msclip.text import class_names
 
     if len(args.inputs) != 1:
         raise MSClipError("msclip map takes one scene")
     if not args.output.lower().endswith((".tif", ".tiff")):
         raise MSClipError(f"the map is a GeoTIFF: give --output a .tif name, not {args.output}")
     options = input_options_from(args)
+    names = class_names(args.classes)
     scene = open_scene(args.inputs[0], options.layout, list(options.bands) if options.bands else None)
     model = load_model_from(args)
     job = _scene_job(args)
     result = map_scene(
         model,
         scene,
-        args.classes,
+        names,
         args.templates,
         use_cache=not args.no_cache,
         options=options,
