@@ -204,6 +204,11 @@ def run_index_search(args: argparse.Namespace) -> int:
     index = open_index(args.index)
     if args.output and not args.output.lower().endswith(HIT_SUFFIXES):
         raise MSClipError(f"unsupported output type for {args.output}; use {', '.join(HIT_SUFFIXES)}")
+    if args.model and index.model_name and args.model != index.model_name:  # as `index add` and the app do
+        raise MSClipError(
+            f"{args.index} holds {index.model_name} embeddings; {args.model} would score unrelated vectors:"
+            f" leave --model out or pass --model {index.model_name}"
+        )
     name = args.model or index.model_name or "Llama3-MS-CLIP-Base"
     model = load_model(name, args.checkpoint, device=args.device, precision=args.precision, backend=args.backend,
                        revision=args.revision, sha256=args.sha256)  # fmt: skip
