@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections import Counter
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -42,14 +43,34 @@ def templates(name_or_path: str = "msclip") -> list[str]:
     return found
 
 
+#: Limits on class names and queries: CLIP reads 77 tokens of each, but tokenizing an 850 KB name first held
+#: the model for 46 s (and prompts multiply every name by the template count).
+MAX_CLASSES = 1000
+MAX_CLASS_NAME_CHARS = 300
+
+
 def class_names(values: list[str]) -> list[str]:
     """Class names from the command line, or from one .txt/.yaml file (key 'classes')."""
     if len(values) == 1 and Path(values[0]).suffix.lower() in {".txt", ".yaml", ".yml"}:
         values = read_list(values[0], key="classes")
+    return checked_names(values)
+
+
+def checked_names(values: list[str], max_count: int = MAX_CLASSES) -> list[str]:
+    """Class names (or queries) as given, stripped: at least one, at most ``max_count``, none too long or
+    given twice. Never read from a file (what a web page sends must stay a name)."""
     names = [v.strip() for v in values if v.strip()]
     if not names:
         raise MSClipError("no class names given")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if len(names) > max_count:
+        raise MSClipError(f"too many classes ({len(names)}); at most {max_count}")
+    for name in names:
+        if len(name) > MAX_CLASS_NAME_CHARS:
+            raise MSClipError(
+                f"class name or query {name[:30]!r}... is {len(name):,} characters long;"
+                f" at most {MAX_CLASS_NAME_CHARS}"
+            )
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise MSClipError(f"class name(s) given twice: {', '.join(duplicates)}")
     return names

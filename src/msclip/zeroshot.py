@@ -18,7 +18,7 @@ from msclip.data import ChipDataset, InputOptions, OffsetDecision, collate_chips
 from msclip.io import iter_paths
 from msclip.models import MSClipModel
 from msclip.runtime import batches, reader_processes
-from msclip.text import class_embeddings, class_names, templates
+from msclip.text import checked_names, class_embeddings, templates
 
 #: How each image's baseline-04.00 offset was handled (see :class:`msclip.data.OffsetDecision`).
 OFFSET_COLUMNS = ("boa_offset", "boa_offset_source")
@@ -142,7 +142,7 @@ def classify(
     (share of nodata pixels that were filled; 0 for complete images), ``boa_offset`` and
     ``boa_offset_source`` (the offset removed and what decided it).
     """
-    names = class_names(list(classes))
+    names = checked_names(list(classes))
     prompts = templates(template_set) if isinstance(template_set, str) else list(template_set)
     classifier = class_embeddings(model, names, prompts, use_cache=use_cache)
     skipped: list[tuple[str, str]] = []

@@ -224,3 +224,36 @@ def test_cli_reports_a_missing_index_in_one_line(tmp_path, capsys):
 
     assert main(["app", "--index", str(tmp_path / "nope"), "--model", "msclip-tiny"]) == 1
     assert "not an msclip index" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("route", "data", "expected"),
+    [
+        (
+            "/api/classify",
+            {"classes": "ocean\n" + "v" * 850_000, "examples": ["x"]},
+            "850,000 characters",
+        ),
+        ("/api/classify", {"classes": "ocean\n" + "x" * 301, "examples": ["x"]}, "at most 300"),
+        ("/api/search", {"query": "a river " * 40}, "at most 300"),
+    ],
+)
+def test_long_class_names_and_queries_are_refused_before_the_model(client, route, data, expected):
+    """An 850 KB class name held the model for 46 s: it is refused at once, with the limit."""
+    response = client.post(route, data=data)
+    assert response.status_code == 400 and expected in response.json()["error"]
+
+
+def test_many_class_names_are_refused(client):
+    response = client.post("/api/classify", data={"classes": ",".join(f"c{i}" for i in range(5000))})
+    assert response.status_code == 400 and "too many classes (5000)" in response.json()["error"]
+
+
+def test_a_class_name_is_never_read_as_a_server_file(client, chip_paths, tmp_path):
+    """The CLI reads one .txt/.yaml argument as a list of names; the page's names stay names."""
+    secret = tmp_path / "classes.txt"
+    secret.write_text("server secret\nanother line\n")
+    answer = client.post(
+        "/api/classify", data={"classes": str(secret), "examples": [chip_paths[0].name]}
+    ).json()
+    assert answer["classes"] == [str(secret)]

@@ -70,6 +70,12 @@ def page(server_url):
         browser.close()
 
 
+def test_no_download_link_before_a_result(page):
+    """The link's class sets display:inline-block, which must not override its hidden attribute."""
+    assert page.get_attribute("#classify-csv", "hidden") is not None
+    assert not page.is_visible("#classify-csv")
+
+
 def test_upload_classify_and_see_the_result(page, chip_paths, tmp_path_factory):
     chip = chip_paths[0]
     not_a_raster = tmp_path_factory.mktemp("uploads") / "notes.tif"
@@ -85,6 +91,7 @@ def test_upload_classify_and_see_the_result(page, chip_paths, tmp_path_factory):
     )
     assert loaded == [224, 224]  # true colour and false colour pictures decoded
     assert "notes.tif: not a raster" in page.inner_text("#classify-errors")
+    assert page.is_visible("#classify-csv")
     csv = page.evaluate("fetch(document.querySelector('#classify-csv').href).then(r => r.text())")
     assert csv.startswith("image,label,ocean,agriculture,snow,urban area,forest,bare soil,filled_fraction")
     assert chip.name in csv
@@ -109,6 +116,21 @@ def test_search_the_index_and_see_hits_on_the_map(page):
     shot = screenshot_path("search.png")
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
+
+
+def test_every_grid_label_lies_inside_the_map(page):
+    """Grid lines at the map's east edge (10 degrees) and just below its top (4 degrees) used to put their
+    labels past the edge."""
+    page.evaluate("view = {west: 0, south: -1.2, east: 10, north: 4.05}; drawMap()")
+    try:
+        boxes = page.eval_on_selector_all(
+            "#map .grid-label",
+            "labels => labels.map(l => { const b = l.getBBox(); return [l.textContent, b.x, b.y, b.width, b.height]; })",
+        )
+    finally:
+        page.evaluate("view = null; drawMap()")  # the next test uses the map of the index
+    assert {"10°", "4°"} <= {text for text, *_ in boxes}
+    assert [t for t, x, y, w, h in boxes if x < 0 or y < 0 or x + w > 800 or y + h > 420] == []
 
 
 def test_a_box_dragged_on_the_map_filters_the_search(page):

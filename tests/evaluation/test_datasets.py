@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -124,6 +126,9 @@ def test_bigearthnet_archive_unpacked_into_the_data_dir(tmp_path):
     test = layouts.bigearthnet_v1(tmp_path)
     dataset = resolve("bigearthnet-ms", tmp_path)
     assert [s.name.rsplit("/", 1)[-1] for s in dataset.samples] == test
+    eurosat = tmp_path / "eurosat_zip"
+    test = layouts.eurosat_ms(eurosat)  # EuroSATallBands.zip unpacked: ds/images/... in the folder itself
+    assert sorted(Path(s.source).name for s in resolve("eurosat-ms", eurosat).samples) == sorted(test)
 
 
 def test_eurosat_in_the_reference_band_order_gives_the_model_the_channels_by_position(tmp_path):

@@ -222,3 +222,32 @@ def test_searching_with_another_model_names_both_models(tmp_path, capsys):
     assert main([*args, "--device", "cpu"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Llama3-MS-CLIP-Base" in err and "msclip-tiny" in err
+    write_embeddings(tmp_path / "unrecorded.parquet", clustered_unit_vectors(20, 64))
+    build_index([str(tmp_path / "unrecorded.parquet")], str(tmp_path / "idx2"))
+    args = ["index", "search", str(tmp_path / "idx2"), "--query", "a river", "--model", "msclip-tiny"]
+    assert main([*args, "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "msclip-tiny gives 32-dimension queries" in err and "64-dimension" in err
+
+
+def test_searching_with_another_model_of_the_same_size_is_refused_before_loading_it(
+    tmp_path, capsys, monkeypatch
+):
+    """Same dimension, other model: the vectors are unrelated, so the scores would be noise."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from msclip.cli import main
+    from msclip.index.tables import METADATA_KEY
+
+    write_embeddings(tmp_path / "e.parquet", clustered_unit_vectors(20, 32))
+    table = pq.read_table(tmp_path / "e.parquet")
+    metadata = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps({"model": "msclip-tiny-rgb"})}
+    pq.write_table(table.replace_schema_metadata(metadata), tmp_path / "e.parquet")
+    build_index([str(tmp_path / "e.parquet")], str(tmp_path / "idx"))
+    monkeypatch.setattr("msclip.models.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    args = ["index", "search", str(tmp_path / "idx"), "--query", "a river", "--model", "msclip-tiny"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "msclip-tiny-rgb embeddings" in err and "--model msclip-tiny" in err

@@ -31,7 +31,7 @@ from msclip.data import InputOptions
 from msclip.errors import MSClipError
 from msclip.io import read
 from msclip.models import MSClipModel
-from msclip.text import TEMPLATE_SETS, class_names
+from msclip.text import TEMPLATE_SETS, checked_names
 from msclip.zeroshot import classify, embed
 
 log = logging.getLogger(__name__)
@@ -180,8 +180,9 @@ def create_app(
             what = display_name(image.filename)
             vector = _image_query(image, _input_options(layout, boa_offset))
         elif query.strip():
+            (what,) = checked_names([query])
             with model_lock:
-                vector, what = model.encode_text([query.strip()]).numpy(), query.strip()
+                vector = model.encode_text([what]).numpy()
         else:
             raise MSClipError("type a query or upload an image")
         hits = searchable.search(vector, top_k=top_k, bbox=_bbox(bbox), start=start or None, end=end or None)
@@ -246,11 +247,8 @@ def create_app(
 
 
 def _class_list(text: str, limits: Limits) -> list[str]:
-    """Class names typed one per line (or separated by commas)."""
-    names = class_names([part for line in text.splitlines() for part in line.split(",")])
-    if len(names) > limits.max_classes:
-        raise MSClipError(f"too many classes ({len(names)}); at most {limits.max_classes}")
-    return names
+    """Class names typed one per line (or separated by commas); names only, never a server file's lines."""
+    return checked_names([part for line in text.splitlines() for part in line.split(",")], limits.max_classes)
 
 
 def _input_options(layout: str, boa_offset: str) -> InputOptions:

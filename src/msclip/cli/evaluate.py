@@ -91,7 +91,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     for message in run.missing:
         print(f"msclip: skipped {message}", file=sys.stderr)
-    skipped = [reason for e in run.evaluations for _, reason in e.skipped] + [r for _, r in run.unreadable]
+    unreadable = [reason for _, reason in dict.fromkeys(run.unreadable)]  # once, however many models tried
+    skipped = [reason for e in run.evaluations for _, reason in e.skipped] + unreadable
     for reason in skipped:
         print(f"  {reason}", file=sys.stderr)
     if not run.evaluations and not run.unreadable:

@@ -147,12 +147,14 @@ def run_scene_embed(args: argparse.Namespace, scenes: list[str]) -> int:
 
 def run_map(args: argparse.Namespace) -> int:
     from msclip.scenes import map_scene, open_scene, write_geoparquet, write_map
+    from msclip.text import class_names
 
     if len(args.inputs) != 1:
         raise MSClipError("msclip map takes one scene")
     if not args.output.lower().endswith((".tif", ".tiff")):
         raise MSClipError(f"the map is a GeoTIFF: give --output a .tif name, not {args.output}")
     options = input_options_from(args)
+    names = class_names(args.classes)
     try:
         scene = open_scene(args.inputs[0], options.layout, list(options.bands) if options.bands else None)
     except SkippedImage as exc:  # the one input is unusable: nothing to write, reported as a skip
@@ -162,7 +164,7 @@ def run_map(args: argparse.Namespace) -> int:
     result = map_scene(
         model,
         scene,
-        args.classes,
+        names,
         args.templates,
         use_cache=not args.no_cache,
         options=options,
@@ -219,6 +221,11 @@ def run_index_search(args: argparse.Namespace) -> int:
     index = open_index(args.index)
     if args.output and not args.output.lower().endswith(HIT_SUFFIXES):
         raise MSClipError(f"unsupported output type for {args.output}; use {', '.join(HIT_SUFFIXES)}")
+    if args.model and index.model_name and args.model != index.model_name:  # as `index add` and the app do
+        raise MSClipError(
+            f"{args.index} holds {index.model_name} embeddings; {args.model} would score unrelated vectors:"
+            f" leave --model out or pass --model {index.model_name}"
+        )
     name = args.model or index.model_name or "Llama3-MS-CLIP-Base"
     model = load_model(name, args.checkpoint, device=args.device, precision=args.precision, backend=args.backend,
                        revision=args.revision, sha256=args.sha256)  # fmt: skip

@@ -14,7 +14,7 @@ from msclip.io import atomic_write
 from msclip.models import MSClipModel
 from msclip.scenes.embed import WindowBatch, scan_scene
 from msclip.scenes.source import Scene
-from msclip.text import class_embeddings, class_names, templates
+from msclip.text import checked_names, class_embeddings, templates
 
 
 @dataclass
@@ -43,7 +43,7 @@ def map_scene(
     **kwargs,
 ) -> SceneMap:
     """Zero-shot probabilities of ``classes`` for every window, as :func:`msclip.classify` scores a chip."""
-    names = class_names(list(classes))
+    names = checked_names(list(classes))
     prompts = templates(template_set) if isinstance(template_set, str) else list(template_set)
     classifier = class_embeddings(model, names, prompts, use_cache=use_cache)
     scores: dict[int, np.ndarray] = {}

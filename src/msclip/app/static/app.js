@@ -250,14 +250,18 @@ function drawMap() {
   for (let lon = Math.ceil(view.west / step) * step; lon <= view.east; lon += step) {
     const [x] = project([lon, 0]);
     map.append(svgElement("line", { class: "grid", x1: x, y1: 0, x2: x, y2: MAP_H }));
-    const label = svgElement("text", { class: "grid-label", x: x + 2, y: MAP_H - 4 });
+    // labels on the right half end at their line, so that the last one stays inside the map
+    const right = x > MAP_W / 2;
+    const label = svgElement("text", {
+      class: "grid-label", x: right ? x - 2 : x + 2, y: MAP_H - 4, "text-anchor": right ? "end" : "start",
+    });
     label.textContent = `${+lon.toFixed(4)}°`;
     map.append(label);
   }
   for (let lat = Math.ceil(view.south / step) * step; lat <= view.north; lat += step) {
     const [, y] = project([0, lat]);
     map.append(svgElement("line", { class: "grid", x1: 0, y1: y, x2: MAP_W, y2: y }));
-    const label = svgElement("text", { class: "grid-label", x: 2, y: y - 2 });
+    const label = svgElement("text", { class: "grid-label", x: 2, y: y < 14 ? y + 11 : y - 2 }); // below a top line
     label.textContent = `${+lat.toFixed(4)}°`;
     map.append(label);
   }
