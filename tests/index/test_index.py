@@ -226,8 +226,9 @@ def test_searching_with_another_model_names_both_models(tmp_path, capsys):
     build_index([str(tmp_path / "unrecorded.parquet")], str(tmp_path / "idx2"))
     args = ["index", "search", str(tmp_path / "idx2"), "--query", "a river", "--model", "msclip-tiny"]
     assert main([*args, "--device", "cpu"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "msclip-tiny gives 32-dimension queries" in err and "64-dimension" in err
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("msclip: error")]
+    assert len(errors) == 1 and "msclip-tiny gives 32-dimension queries" in errors[0]
+    assert "64-dimension" in errors[0]
 
 
 def test_searching_with_another_model_of_the_same_size_is_refused_before_loading_it(
