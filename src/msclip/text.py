@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 
@@ -94,7 +94,7 @@ def class_embeddings(
         for i, embedding in zip(todo, averaged, strict=True):
             found[i] = embedding
             if use_cache:
-                atomic_write(files[i], lambda tmp, e=embedding: _save_npy(tmp, e))
+                atomic_write(files[i], partial(_save_npy, tensor=embedding))
     return torch.stack([found[i] for i in range(len(names))])
 
 

@@ -92,7 +92,8 @@ def scene_inputs(args: argparse.Namespace) -> list[str] | None:
     from msclip.scenes import is_scene
 
     size = spec_for(args.model).image_size
-    scenes, chips = [], []
+    scenes: list[str] = []
+    chips: list[str] = []
     for item in args.inputs:
         if is_scene(item, size):
             scenes.append(item)

@@ -91,7 +91,9 @@ def score(
     loader = DataLoader(
         samples, batch_size=batch_size, num_workers=workers, collate_fn=collate_chips, shuffle=False
     )
-    logits, indices, skipped = [], [], []
+    logits: list[np.ndarray] = []
+    indices: list[int] = []
+    skipped: list[tuple[str, str]] = []
     with tqdm(
         total=len(samples), unit="img", disable=not progress, desc=f"{model.spec.name} / {dataset.name}"
     ) as bar:

@@ -105,6 +105,8 @@ def download(spec: ModelSpec, revision: str | None = None, sha256: str | None = 
     """The spec's checkpoint from the Hugging Face hub (cached by huggingface_hub), checked when a hash is known."""
     from huggingface_hub import hf_hub_download
 
+    if not (spec.hf_hub_id and spec.hf_filename):
+        raise MSClipError(f"{spec.name} has no weights on the Hugging Face hub: pass --checkpoint PATH")
     url = f"https://huggingface.co/{spec.hf_hub_id}/blob/{revision or spec.hf_revision or 'main'}/{spec.hf_filename}"
     try:
         path = hf_hub_download(spec.hf_hub_id, spec.hf_filename, revision=revision or spec.hf_revision)
