@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import geopandas as gpd
 import numpy as np
 import pyarrow.parquet as pq
+import rasterio
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -172,6 +173,10 @@ def scene_offset(scene: Scene, options: InputOptions) -> OffsetDecision:
         reader = SceneReader(scene)
         try:
             view = reader.overview(visible)
+        except (
+            rasterio.errors.RasterioError
+        ) as exc:  # a broken scene is skipped with its name, as for windows
+            raise MSClipError(f"{scene.name}: cannot read its visible bands ({exc})") from exc
         finally:
             reader.close()
         return below_offset_share(view, visible, valid_mask(view, scene.nodata))
