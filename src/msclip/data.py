@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -57,7 +56,7 @@ class InputOptions:
 
     layout: str | None = None
     bands: tuple[str, ...] | None = None
-    boa_offset: Literal["auto", "0", "1000"] | int = "auto"
+    boa_offset: str | int = "auto"  # "auto", "0", "1000" or a number
 
     def __post_init__(self) -> None:
         if self.layout:

@@ -6,7 +6,7 @@ import hashlib
 import os
 import warnings
 from collections import Counter
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 
@@ -133,7 +133,7 @@ def _load_cached(path: Path) -> torch.Tensor | None:
 
 def _store_cached(path: Path, embedding: torch.Tensor) -> None:
     try:
-        atomic_write(path, lambda tmp: _save_npy(tmp, embedding))
+        atomic_write(path, partial(_save_npy, tensor=embedding))
     except OSError as exc:
         _warn_cache_once(f"cannot write the text cache in {path.parent} ({exc}); continuing without it")
 

@@ -9,8 +9,9 @@ from rasterio import Affine
 from rasterio.windows import Window
 
 from msclip import classify
-from msclip.data import offset_decision
-from msclip.errors import BoaOffsetWarning
+from msclip.bands import LAYOUTS
+from msclip.data import InputOptions, offset_decision
+from msclip.errors import BoaOffsetWarning, MSClipError
 from msclip.index import build_index, open_index
 from msclip.scenes import (
     WindowOptions,
@@ -21,8 +22,10 @@ from msclip.scenes import (
     write_geoparquet,
     write_map,
 )
+from msclip.scenes.embed import scene_offset
 from msclip.scenes.source import SceneReader
 from msclip.scenes.windows import window_grid
+from tests.helpers import read_array, write_geotiff
 
 from .synthetic import write_safe, write_scene
 
@@ -193,3 +196,18 @@ def test_multiband_scene_with_described_bands_and_scl(tiny_model, chip_paths, tm
         dst.write(array)
     expected = embed_scene(tiny_model, open_scene(str(plain)))["embedding"].iloc[:3]
     np.testing.assert_allclose(np.stack(table["embedding"].iloc[:3]), np.stack(expected), atol=1e-6)
+
+
+def test_a_scene_whose_visible_bands_cannot_be_read_is_named(tmp_path, chip_paths):
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    for name, band in zip(LAYOUTS["L2A"], read_array(chip_paths[0]), strict=True):
+        if name in ("B02", "B03", "B04"):
+            write_geotiff(folder / f"T22JGT_{name}_10m.tif", band[None], like=chip_paths[0])
+    (folder / "MTD_MSIL2A.xml").write_text(
+        "<r><PRODUCT_START_TIME>2023-06-01T10:00:00Z</PRODUCT_START_TIME></r>"
+    )
+    scene = open_scene(str(folder))  # dated, untagged: its data will be looked at
+    (folder / "T22JGT_B02_10m.tif").write_bytes(b"not a GeoTIFF any more")
+    with pytest.raises(MSClipError, match="scene: cannot read its visible bands"):
+        scene_offset(scene, InputOptions())

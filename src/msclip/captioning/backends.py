@@ -13,7 +13,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -81,9 +81,10 @@ class TransformersBackend:
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
         try:
             processor = AutoProcessor.from_pretrained(model_id, revision=revision)
-            model = AutoModelForImageTextToText.from_pretrained(
+            loaded: Any = AutoModelForImageTextToText.from_pretrained(
                 model_id, revision=revision, dtype=getattr(torch, dtype)
-            ).to(device)
+            )
+            model = loaded.to(device)
         except OSError as exc:
             raise MSClipError(
                 f"cannot load the VLM {model_id!r} ({exc.__class__.__name__}); offline, download it first and "
@@ -190,13 +191,14 @@ def _openai_messages(conversation: list[dict], image_url: str) -> list[dict]:
     """Content parts for the user turns (the image as a data URL); plain strings for the other roles."""
     messages = []
     for message in conversation:
-        parts = [
+        parts: list[dict[str, Any]] = [
             {"type": "image_url", "image_url": {"url": image_url}} if part["type"] == "image" else part
             for part in message["content"]
         ]
-        if message["role"] != "user":
-            parts = " ".join(p["text"] for p in parts if p["type"] == "text")
-        messages.append({"role": message["role"], "content": parts})
+        content = (
+            parts if message["role"] == "user" else " ".join(p["text"] for p in parts if p["type"] == "text")
+        )
+        messages.append({"role": message["role"], "content": content})
     return messages
 
 

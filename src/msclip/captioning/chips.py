@@ -117,7 +117,7 @@ def ssl4eo_sources(path: str | os.PathLike, view_size: int = VIEW_SIZE) -> list[
     from msclip.training.ssl4eo import zarr_files
 
     sources = []
-    for file in zarr_files(path):
+    for file in zarr_files(Path(path)):
         ds = _open_zarr(str(file))
         stem = file.name.split(".")[0]
         for sample_index, sample_id in enumerate(ds["sample"].values):

@@ -111,12 +111,12 @@ class OvertureIndex:
 
     def tags(self, footprints: Sequence[shapely.Geometry]) -> list[ChipTags]:
         """Classes, tags and names of the features intersecting each footprint (WGS84 polygons)."""
-        footprints = np.asarray(footprints, dtype=object)
-        chip, feature = self._tree.query(footprints, predicate="intersects")
-        result = [ChipTags() for _ in range(len(footprints))]
+        shapes = np.asarray(footprints, dtype=object)
+        chip, feature = self._tree.query(shapes, predicate="intersects")
+        result = [ChipTags() for _ in range(len(shapes))]
         if not len(chip):
             return result
-        area, length = _overlap(self._geometry[feature], self._dims[feature], footprints[chip])
+        area, length = _overlap(self._geometry[feature], self._dims[feature], shapes[chip])
         hits = self.features.iloc[feature][["class", "subtype", "name"]].reset_index(drop=True)
         hits["chip"] = chip
         hits["feature"] = feature

@@ -145,7 +145,8 @@ class _Step:
         captions = dict.fromkeys(range(len(chips)))
         if asked:
             replies = self.backend.generate(
-                [conversation(self.prompts, tags[i], answers[i]) for i in asked], [views[i] for i in asked]
+                [conversation(self.prompts, tags[i], str(answers[i])) for i in asked],
+                [views[i] for i in asked],
             )
             captions.update(zip(asked, replies, strict=True))
         finished = []
@@ -155,7 +156,7 @@ class _Step:
                 skipped.append((chips[i][0].id, f"{chips[i][0].id}: {reply}"))
                 continue
             text = clean_caption(reply)
-            pairs = parse_pairs(answers[i])
+            pairs = parse_pairs(str(answers[i]))  # a reply means the first answer was text
             row.update({"caption": text, **{f"question_{k + 1}": p for k, p in enumerate(pairs)}})
             row.update(self.run_columns)
             row.update(check(text, row["tags"], self.vocabulary))

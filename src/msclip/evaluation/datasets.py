@@ -57,7 +57,7 @@ class EvalSet:
             return np.array([s.target for s in picked], dtype=np.int64)
         matrix = np.zeros((len(picked), len(self.classes)), dtype=bool)
         for row, sample in enumerate(picked):
-            matrix[row, list(sample.target)] = True
+            matrix[row, np.asarray(sample.target, dtype=np.int64)] = True
         return matrix
 
 
@@ -87,7 +87,7 @@ def image_folder(
 ) -> EvalSet:
     """torchvision-ImageFolder layout: one sub-folder per class (sorted = label order), images inside."""
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    samples = []
+    samples: list[Sample] = []
     for label, folder in enumerate(folders):
         files = sorted(
             p
@@ -308,8 +308,8 @@ def read_band_files(paths: tuple[str, ...], size: int = BIGEARTHNET_SIZE) -> Ras
     import rasterio
     from rasterio.enums import Resampling
 
-    named = [(normalize_band_name(Path(p).stem.rsplit("_", 1)[-1]), p) for p in paths]
-    named = [(b, p) for b, p in named if b]
+    bands = ((normalize_band_name(Path(p).stem.rsplit("_", 1)[-1]), p) for p in paths)
+    named = [(b, p) for b, p in bands if b]
     if not named:
         raise SkippedImage(f"{Path(paths[0]).parent}: no band files named *_B01.tif ... *_B12.tif")
     layers, crs, transform = [], None, None

@@ -135,7 +135,7 @@ def multi_label_metrics(
     targets = np.asarray(targets, dtype=bool)
     predicted = mean_of_others_predictions(scores)
     per_class = retrieval_ap(scores, targets, k)
-    present = targets.any(axis=0)
+    present = np.asarray(targets.any(axis=0))
     full_ap = [
         float(average_precision_score(targets[:, c], scores[:, c])) if present[c] else float("nan")
         for c in range(len(classes))

@@ -96,7 +96,9 @@ def score(
         shuffle=False,
         pin_memory=model.device.startswith("cuda"),
     )
-    logits, indices, skipped = [], [], []
+    logits: list[np.ndarray] = []
+    indices: list[int] = []
+    skipped: list[tuple[str, str]] = []
     with tqdm(
         total=len(samples), unit="img", disable=not progress, desc=f"{model.spec.name} / {dataset.name}"
     ) as bar:

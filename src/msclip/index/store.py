@@ -258,17 +258,17 @@ def _combine(
     tables: list[EmbeddingTable], files: list[str]
 ) -> tuple[np.ndarray, gpd.GeoDataFrame, str | None]:
     """One array of vectors and one metadata frame (ids 0..N-1, source file per row)."""
-    tables = [(t, f) for t, f in zip(tables, files, strict=True) if len(t.vectors)]
-    if not tables:
+    pairs = [(t, f) for t, f in zip(tables, files, strict=True) if len(t.vectors)]
+    if not pairs:
         raise MSClipError(f"no embeddings in {', '.join(files)}")
-    dims = {t.vectors.shape[1] for t, _ in tables}
+    dims = {t.vectors.shape[1] for t, _ in pairs}
     if len(dims) > 1:
         raise MSClipError(f"embedding files disagree on the dimension: {sorted(dims)}")
-    models = {t.model_name for t, _ in tables} - {None}
+    models = {t.model_name for t, _ in pairs if t.model_name is not None}
     if len(models) > 1:
         raise MSClipError(f"embedding files come from different models: {', '.join(sorted(models))}")
-    vectors = np.ascontiguousarray(np.concatenate([t.vectors for t, _ in tables]), dtype=np.float32)
-    rows = pd.concat([t.rows.assign(source=f) for t, f in tables], ignore_index=True)
+    vectors = np.ascontiguousarray(np.concatenate([t.vectors for t, _ in pairs]), dtype=np.float32)
+    rows = pd.concat([t.rows.assign(source=f) for t, f in pairs], ignore_index=True)
     rows.insert(0, "id", np.arange(len(rows), dtype=np.int64))
     return vectors, rows, models.pop() if models else None
 

@@ -152,6 +152,8 @@ def download(spec: ModelSpec, revision: str | None = None, sha256: str | None = 
     known. Unreachable hub (or ``HF_HUB_OFFLINE``): the cached copy, else one line saying where the file is."""
     from huggingface_hub import constants, hf_hub_download
 
+    if not (spec.hf_hub_id and spec.hf_filename):
+        raise MSClipError(f"{spec.name} has no weights on the Hugging Face hub: pass --checkpoint PATH")
     revision = revision or spec.hf_revision
     url = f"https://huggingface.co/{spec.hf_hub_id}/resolve/{revision or 'main'}/{spec.hf_filename}"
     unreachable = not constants.HF_HUB_OFFLINE and not hub_reachable(constants.ENDPOINT)

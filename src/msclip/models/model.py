@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,13 +38,15 @@ class MSClipModel:
     """An open_clip CLIP model that takes the bands of ``spec``; encoders return L2-normalised float32."""
 
     spec: ModelSpec
-    clip: torch.nn.Module
-    tokenizer: object
+    clip: Any  # an open_clip CLIP / CustomTextCLIP module: its towers are reached by attribute
+    tokenizer: Callable[[list[str]], torch.Tensor]
     transform: object
     device: str = "cpu"
     precision: Precision = "fp32"
     checkpoint: str | None = None
-    image_backend: object | None = None  # an ONNX Runtime encoder, when chosen
+    image_backend: Callable[[torch.Tensor], torch.Tensor] | None = (
+        None  # an ONNX Runtime encoder, when chosen
+    )
     #: where the weights came from: a local file, a hub file, an open_clip tag or random init
     weights: str = ""
 
@@ -254,14 +257,14 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def _widen(clip: torch.nn.Module, bands: tuple[str, ...], init: Literal["zeros", "mean"]) -> None:
+def _widen(clip: Any, bands: tuple[str, ...], init: Literal["zeros", "mean"]) -> None:
     conv = clip.visual.conv1
     widened = torch.nn.Conv2d(
         len(bands), conv.out_channels, conv.kernel_size, conv.stride, bias=conv.bias is not None
     )
     with torch.no_grad():
         widened.weight.copy_(widen_patch_embedding(conv.weight, bands, init))
-        if conv.bias is not None:
+        if conv.bias is not None and widened.bias is not None:
             widened.bias.copy_(conv.bias)
     clip.visual.conv1 = widened
 

@@ -1,16 +1,22 @@
 """Named models, in the spirit of open_clip's pretrained registry: everything needed to build and feed one.
 
-Configs are data. ``spec_for`` also builds a spec on the fly for any open_clip architecture widened to
+Configs are data: one JSON file per registered model in ``resources/models`` (architecture, bands, licence,
+weights and the hub revision they were written against). ``spec_for`` also builds a spec on the fly for any open_clip architecture widened to
 any list of Sentinel-2 bands, e.g. ``spec_for("ViT-B-32", bands=S2_10)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from msclip.bands import RGB, S2_10
+from msclip.bands import RGB
 from msclip.errors import MSClipError
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable  # a file in the package, or a pathlib.Path
 
 #: Per-band statistics of the reference (SSL4EO-S12 L2A, offset-free reflectance x 10000).
 BAND_STATS: dict[str, tuple[float, float]] = {
@@ -89,53 +95,37 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-register_model(
-    ModelSpec(
-        name="Llama3-MS-CLIP-Base",
-        arch="ViT-B-16",
-        bands=S2_10,
-        licence="Apache-2.0",
-        description="ViT-B/16 OpenCLIP (laion2b_s34b_b88k) continually pre-trained on ~1M SSL4EO-S12 v1.1 "
-        "L2A chips with Llama3-LLaVA-Next-8B captions (arXiv 2503.15969)",
-        hf_hub_id="ibm-esa-geospatial/Llama3-MS-CLIP-base",
-        hf_filename="Llama3_MS_CLIP_weights.pt",
-    )
-)
-for _arch, _tag in (
-    ("ViT-B-16", "laion2b_s34b_b88k"),
-    ("ViT-L-14", "laion2b_s32b_b82k"),
-    ("ViT-B-32", "laion2b_s34b_b79k"),
-):
-    register_model(
-        ModelSpec(
-            name=_arch,
-            arch=_arch,
-            bands=RGB,
-            licence="MIT",
-            description=f"OpenCLIP RGB baseline ({_tag})",
-            open_clip_tag=_tag,
-        )
-    )
+#: The registry as data: one JSON file per registered model, in the package.
+MODELS_FOLDER = "resources/models"
+_SPEC_FIELDS = {f.name for f in fields(ModelSpec)}
+#: Keys of a model file besides the spec's fields.
+_ENTRY_KEYS = {"position", "hf_revision_note"}
 
 
-#: Remote-sensing RGB CLIPs that the paper compares against, published as open_clip state dicts on the hub.
-#: Built as the reference benchmark builds them: the plain open_clip architecture, then the file's weights.
-for _name, _arch, _repo, _file, _about in (
-    ("RemoteCLIP-ViT-B-32", "ViT-B-32", "chendelong/RemoteCLIP", "RemoteCLIP-ViT-B-32.pt", "RemoteCLIP (Liu et al. 2024)"),
-    ("RemoteCLIP-ViT-L-14", "ViT-L-14", "chendelong/RemoteCLIP", "RemoteCLIP-ViT-L-14.pt", "RemoteCLIP (Liu et al. 2024)"),
-    ("GeoRSCLIP-ViT-B-32", "ViT-B-32", "Zilun/GeoRSCLIP", "ckpt/RS5M_ViT-B-32.pt", "GeoRSCLIP, trained on RS5M (Zhang et al. 2024)"),
-):  # fmt: skip
-    register_model(
-        ModelSpec(
-            name=_name,
-            arch=_arch,
-            bands=RGB,
-            licence=f"see huggingface.co/{_repo}",
-            description=f"{_about}: remote-sensing RGB baseline",
-            hf_hub_id=_repo,
-            hf_filename=_file,
-        )
-    )
+def read_model_file(path: Traversable) -> tuple[int, ModelSpec]:
+    """A registry entry from its JSON file: where ``msclip models`` lists it, and its spec (validated).
+
+    Keys are :class:`ModelSpec`'s fields, plus ``position`` and ``hf_revision_note`` (what the recorded
+    revision means); weights on the hub name their file and the revision the entry was written against.
+    """
+    where = path.name
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MSClipError(f"model file {where}: cannot read it ({exc})") from exc
+    if not isinstance(data, dict):
+        raise MSClipError(f"model file {where}: expected a JSON object")
+    unknown = sorted(set(data) - _SPEC_FIELDS - _ENTRY_KEYS)
+    missing = sorted({"name", "position", "arch", "bands", "licence"} - set(data))
+    if unknown or missing:
+        raise MSClipError(f"model file {where}: unknown keys {unknown}, missing keys {missing}")
+    if data.get("hf_hub_id") and not (data.get("hf_filename") and data.get("hf_revision")):
+        raise MSClipError(f"model file {where}: a hub model names its hf_filename and hf_revision")
+    bands = tuple(data["bands"])
+    for band in bands:
+        _band_stat(band)  # an unknown band fails here, naming it
+    spec_fields = {k: v for k, v in data.items() if k in _SPEC_FIELDS}
+    return int(data["position"]), ModelSpec(**{**spec_fields, "bands": bands})
 
 
 def _register_package_configs() -> None:
@@ -148,16 +138,16 @@ def _register_package_configs() -> None:
         open_clip.add_model_config(path)
 
 
+def _register_package_models() -> None:
+    """The registered models, one JSON file each in ``resources/models`` (as open_clip keeps its configs)."""
+    folder = resources.files("msclip").joinpath(MODELS_FOLDER)
+    entries = [read_model_file(f) for f in folder.iterdir() if f.name.endswith(".json")]
+    for _, spec in sorted(entries, key=lambda entry: entry[0]):
+        register_model(spec)
+
+
 _register_package_configs()
-register_model(
-    ModelSpec(
-        name="msclip-tiny",
-        arch="msclip-tiny",
-        bands=S2_10,
-        licence="Apache-2.0",
-        description="2-layer ViT with fixed random weights (seed 0), for tests and smoke runs (no download)",
-    )
-)
+_register_package_models()
 
 
 def list_models() -> list[ModelSpec]:

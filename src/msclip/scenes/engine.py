@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -109,9 +109,7 @@ def embed_scenes(
 
 def _run_here(todo, model_args: ModelArgs, job: SceneJob, cluster, report: BatchReport) -> None:
     for location, output in tqdm(todo, unit="scene", desc="scenes", disable=len(todo) < 2):
-        _record(
-            report, location, lambda loc=location, out=output: embed_scene_to_file(loc, out, model_args, job)
-        )
+        _record(report, location, partial(embed_scene_to_file, location, output, model_args, job))
 
 
 def _run_dask(todo, model_args: ModelArgs, job: SceneJob, cluster: str | None, report: BatchReport) -> None:

@@ -12,7 +12,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -147,7 +147,8 @@ def _raster_scene(path: str, layout: str | None, bands: list[str] | None) -> Sce
         if bands or layout or not all(names) or len(set(names)) != len(names):
             names = list(resolve_layout(layout, bands, count))
         indexes = [i for i in range(1, src.count + 1) if i != scl]
-        sources = {name: BandSource(path, i) for name, i in zip(names, indexes, strict=True)}
+        named = cast(list[str], names)  # every channel has a name by now
+        sources = {name: BandSource(path, i) for name, i in zip(named, indexes, strict=True)}
         if scl:
             sources["SCL"] = BandSource(path, scl)
         tags = {k.upper(): v for k, v in src.tags().items()}

@@ -54,7 +54,7 @@ class TrainTransform:
             tensor = F.resize(tensor, [self.size], interpolation=InterpolationMode.BICUBIC, antialias=True)
         height, width = tensor.shape[-2:]
         if self.crop_scale:
-            area = height * width * rng.uniform(*self.crop_scale)
+            area = height * width * rng.uniform(self.crop_scale[0], self.crop_scale[1])
             side = min(height, width, max(1, round(math.sqrt(area))))
             top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
             tensor = F.resized_crop(

@@ -81,6 +81,7 @@ def _grad_cache_step(model, loss_fn, images, tokens, chunk, autocast, scale_loss
     scale = scale.detach().requires_grad_()
     loss = loss_fn(image_all, text_all, scale)
     scale_loss(loss).backward()
+    assert image_all.grad is not None and text_all.grad is not None  # backward() just filled them
     image_grads = image_all.grad.split(chunk)
     text_grads = text_all.grad.split(chunk)
     no_sync = getattr(model, "no_sync", contextlib.nullcontext)

@@ -10,6 +10,7 @@ offset (+1000); it is removed before normalisation because the model's statistic
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -100,7 +101,7 @@ class SSL4EOSource:
                 self._index(file_index, file, ds, table)
         if not self.entries:
             raise MSClipError(f"no caption in {captions} matches a sample and timestamp of {data}")
-        self._open: dict[int, object] = {}
+        self._open: dict[int, Any] = {}  # xarray Datasets
 
     def _index(self, file_index: int, file: Path, ds, table: pd.DataFrame) -> None:
         stem = file.name.split(".")[0]

@@ -9,6 +9,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import Any, Literal, cast
 
 import torch
 from torch.utils.data import DataLoader
@@ -67,7 +68,7 @@ class Trainer:
             bands=config.bands,
             pretrained=config.pretrained,
             random_init=config.random_init,
-            widen_init=config.widen_init,
+            widen_init=cast(Literal["zeros", "mean"], config.widen_init),
             device=str(self.env.device),
         )
         self.clip = self.model.clip.train()
@@ -82,7 +83,7 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(self.clip, device_ids=ids)
         self.optimizer = torch.optim.AdamW(
             param_groups(self.clip, config.lr, config.lr_rest_factor, config.weight_decay),
-            betas=tuple(config.betas),
+            betas=(config.betas[0], config.betas[1]),
             eps=config.eps,
         )
         self.step = self.epoch = self.batch_in_epoch = 0
@@ -155,7 +156,7 @@ class Trainer:
         c = self.config
         if not c.samples_per_epoch and not c.steps:
             raise MSClipError("WebDataset shards have no known length: give samples_per_epoch or steps")
-        return max(1, (c.samples_per_epoch or c.steps * c.batch_size) // c.batch_size)
+        return max(1, (c.samples_per_epoch or (c.steps or 0) * c.batch_size) // c.batch_size)
 
     def _samples_per_worker(self) -> int:
         """Shard samples each DataLoader worker of each rank yields per epoch: whole local batches, enough
@@ -172,7 +173,10 @@ class Trainer:
         )  # fmt: skip
 
     def _loader(self) -> DataLoader:
-        options = {"num_workers": self.config.workers, "pin_memory": self.env.device.type == "cuda"}
+        options: dict[str, Any] = {
+            "num_workers": self.config.workers,
+            "pin_memory": self.env.device.type == "cuda",
+        }
         if isinstance(self.train_set, CaptionedChips):
             return DataLoader(self.train_set, batch_sampler=self._sampler(), collate_fn=collate, **options)
         self.train_set.set_epoch(self.epoch)
@@ -303,7 +307,9 @@ class Trainer:
             loader = DataLoader(
                 self.val_set, batch_size=64, num_workers=self.config.workers, collate_fn=collate
             )
-            images, texts, owners = [], [], []
+            images: list[torch.Tensor] = []
+            texts: list[str] = []
+            owners: list[int] = []
             for batch in loader:
                 for captions in batch["captions"]:
                     owners.extend([owners[-1] + 1 if owners else 0] * len(captions))
@@ -326,7 +332,7 @@ class Trainer:
         c = self.config
         prompts = templates(c.zeroshot_templates)
         out = {}
-        for entry in c.zeroshot:
+        for entry in c.zeroshot or []:
             dataset = resolve(
                 entry, c.zeroshot_data_dir, c.layout, tuple(c.input_bands) if c.input_bands else None
             )
@@ -389,7 +395,9 @@ class RunLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=step + 1)
+            self.writer: SummaryWriter | None = SummaryWriter(
+                str(folder / "tensorboard"), purge_step=step + 1
+            )
         except ImportError:  # the train extra is not installed: CSV only
             self.writer = None
 
