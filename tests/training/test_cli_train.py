@@ -113,3 +113,47 @@ def test_a_checkpoint_without_a_record_asks_for_model(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing" in err[0] and "pass --model" in err[0]
     assert main([*args, "--checkpoint", str(tmp_path / "weights.pt"), "--model", "msclip-tiny"]) == 0
+
+
+def test_rows_without_a_pair_are_named_not_dropped_silently(pairs_table, tmp_path, capsys):
+    table = pd.read_csv(pairs_table)
+    extra = [
+        {"image": table["image"][0], "caption": ""},
+        {"image": table["image"][0], "caption": "   "},
+        {"image": "", "caption": "fields"},
+    ]
+    pairs = tmp_path / "pairs.csv"
+    pd.concat([table, pd.DataFrame(extra)], ignore_index=True).to_csv(pairs, index=False)
+    rows = len(table)
+    args = [
+        "train",
+        "--model",
+        "msclip-tiny",
+        "--bands",
+        "none",
+        "--random-init",
+        "true",
+        "--pretrained",
+        "none",
+    ]
+    args += [
+        "--data",
+        str(pairs),
+        "--batch-size",
+        "4",
+        "--steps",
+        "1",
+        "--warmup-steps",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    assert main([*args, "--output", str(tmp_path / "run")]) == 3
+    err = capsys.readouterr().err
+    assert f"pairs.csv row {rows + 2}: empty caption" in err and f"row {rows + 3}: empty caption" in err
+    assert f"pairs.csv row {rows + 4}: no image path" in err
+
+
+def test_an_unknown_widening_is_one_line(capsys):
+    assert main(["train", "--model", "msclip-tiny", "--widen-init", "foo", "--data", "x.csv"]) == 1
+    assert capsys.readouterr().err.strip() == "msclip: error: unknown widen_init 'foo'; use zeros or mean"

@@ -111,6 +111,8 @@ def check(config: TrainConfig) -> None:
 
     if config.preset not in PRESETS:
         raise MSClipError(f"unknown preset {config.preset!r}; use {', '.join(PRESETS)}")
+    if config.widen_init not in ("zeros", "mean"):
+        raise MSClipError(f"unknown widen_init {config.widen_init!r}; use zeros or mean")
     if config.precision not in ("fp32", "bf16", "fp16"):
         raise MSClipError(f"unknown precision {config.precision!r}; use fp32, bf16 or fp16")
     if config.batch_size < 2:

@@ -102,7 +102,10 @@ class TableSource:
             raise MSClipError(
                 f"{path}: no column(s) {', '.join(missing)} (has {', '.join(map(str, table.columns))})"
             )
-        table = table.dropna(subset=[image_column, caption_column])
+        unusable = _unusable_rows(table, image_column, caption_column)
+        #: rows left out, named by row number (the first data row is row 2, as a spreadsheet shows it)
+        self.dropped = [f"{path} row {i + 2}: {why}" for i, why in unusable.items()]
+        table = table.reset_index(drop=True).drop(index=list(unusable))
         grouped = table.groupby(image_column, sort=False)[caption_column].apply(lambda s: [str(c) for c in s])
         self.images = [str(p if Path(p).is_absolute() else path.parent / p) for p in grouped.index]
         self.captions = list(grouped.values)
@@ -115,6 +118,19 @@ class TableSource:
         options = self.options
         raster = read(self.images[index], options.layout, list(options.bands) if options.bands else None)
         return raster, self.captions[index]
+
+
+def _unusable_rows(table, image_column: str, caption_column: str) -> dict[int, str]:
+    """Rows (by position) that cannot give a training pair: no image path, or an empty or blank caption."""
+    import pandas as pd
+
+    reasons: dict[int, str] = {}
+    for position, (image, caption) in enumerate(zip(table[image_column], table[caption_column], strict=True)):
+        if pd.isna(image) or not str(image).strip():
+            reasons[position] = f"no image path in column {image_column!r}"
+        elif pd.isna(caption) or not str(caption).strip():
+            reasons[position] = f"empty caption in column {caption_column!r}"
+    return reasons
 
 
 class CaptionedChips(Dataset):

@@ -95,7 +95,9 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=config.precision == "fp16")
         self.loss_fn = make_loss(self.env.rank, self.env.world_size)
-        self.skipped: list[str] = []
+        # table rows that give no pair are named from the start (they are never drawn)
+        dropped = (getattr(getattr(d, "source", None), "dropped", []) for d in (self.train_set, self.val_set))
+        self.skipped: list[str] = list(dict.fromkeys(m for messages in dropped for m in messages))
         self.output = Path(config.output)
         self.checkpoint_dir = self.output / "checkpoints"
         resume = self._resume_path(config.resume) if config.resume else None
