@@ -157,3 +157,15 @@ def test_onnx_backend_matches_torch(chip_paths):
     with torch.no_grad():
         reference = model.clip.visual(images)
     torch.testing.assert_close(model.image_backend(images), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_embed_refuses_a_scene_with_a_pointer_to_its_windows(tiny_model, chip_paths, tmp_path):
+    """The API agrees with `msclip embed`: a scene is not squashed into one chip."""
+    from msclip.zeroshot import embed
+
+    chip = read_array(chip_paths[0])
+    scene = write_geotiff(tmp_path / "scene448.tif", np.tile(chip, (1, 2, 2)), like=chip_paths[0])
+    result = embed(tiny_model, [str(scene), str(chip_paths[1])])
+    assert result.table["image"].tolist() == [str(chip_paths[1])]
+    assert len(result.skipped) == 1 and "a scene, not a chip" in result.skipped[0][1]
+    assert "embed_scene" in result.skipped[0][1]

@@ -24,7 +24,7 @@ from msclip.bands import (
     require_band,
     select_bands,
 )
-from msclip.errors import BoaOffsetWarning, MSClipError, SkippedImage
+from msclip.errors import BoaOffsetWarning, MSClipError, SkippedImage, describe_failure
 from msclip.io import Raster, read
 
 #: Reflectance (x 10000) that maps to 255 when a multispectral file is shown to an RGB model.
@@ -241,11 +241,20 @@ def rgb_composite(reflectance: np.ndarray) -> np.ndarray:
 class ChipDataset(Dataset):
     """Paths -> (index, transformed tensor, filled fraction), or (index, error message) for a bad file."""
 
-    def __init__(self, paths: list[str], bands: tuple[str, ...], transform, options: InputOptions):
+    def __init__(
+        self,
+        paths: list[str],
+        bands: tuple[str, ...],
+        transform,
+        options: InputOptions,
+        scene_side: int | None = None,
+    ):
         self.paths = paths
         self.bands = bands
         self.transform = transform
         self.options = options
+        #: rasters this large on a side are scenes, refused here (embed gives them windows elsewhere)
+        self.scene_side = scene_side
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -254,6 +263,11 @@ class ChipDataset(Dataset):
         path = self.paths[index]
         try:
             raster = read(path, self.options.layout, list(self.options.bands) if self.options.bands else None)
+            if self.scene_side and max(raster.array.shape[-2:]) >= self.scene_side:
+                raise SkippedImage(
+                    f"{path}: a scene, not a chip; embed its windows with `msclip embed` or "
+                    "msclip.scenes.embed_scene(model, msclip.scenes.open_scene(path))"
+                )
             prepared = prepare_image(raster, self.bands, self.options)
             return {
                 "index": index,
@@ -264,8 +278,8 @@ class ChipDataset(Dataset):
                 "bounds": raster.bounds,
                 "datetime": acquisition_time(raster.tags),
             }
-        except MSClipError as exc:
-            return {"index": index, "error": str(exc) if path in str(exc) else f"{path}: {exc}"}
+        except Exception as exc:  # whatever failed for this file skips it, named, not the batch
+            return {"index": index, "error": describe_failure(path, exc)}
 
 
 def collate_chips(records: list[dict]) -> dict:

@@ -51,14 +51,20 @@ def embed_batches(
     workers: int | None = None,
     progress: bool = False,
     skipped: list[tuple[str, str]] | None = None,
+    refuse_scenes: bool = False,
 ) -> Iterator[Batch]:
     """Yield image embeddings batch by batch, in sorted path order; bad files go to ``skipped``.
+
+    ``refuse_scenes`` skips rasters at least twice the model's chip on a side, with a pointer to the scene
+    API (``embed`` does: a scene squashed to one 224 px chip is not its embedding, and ``msclip embed``
+    gives its windows).
 
     At the end, one warning says how many images the data kept from subtracting the offset, one which
     images' tags the data contradicts (see :func:`msclip.data.warn_offset_decisions`).
     """
     paths = iter_paths(inputs)
-    dataset = ChipDataset(paths, model.bands, model.transform, options or InputOptions())
+    scene_side = 2 * model.spec.image_size if refuse_scenes else None  # msclip.scenes.is_scene's rule
+    dataset = ChipDataset(paths, model.bands, model.transform, options or InputOptions(), scene_side)
     workers = reader_processes(len(paths)) if workers is None else workers
     loader = DataLoader(
         dataset,
@@ -109,7 +115,7 @@ def embed(model: MSClipModel, inputs: Sequence[str], **kwargs) -> Result:
             "boa_offset": offset.offset,
             "boa_offset_source": offset.source,
         }
-        for batch in embed_batches(model, inputs, skipped=skipped, **kwargs)
+        for batch in embed_batches(model, inputs, skipped=skipped, refuse_scenes=True, **kwargs)
         for path, vector, crs, bounds, acquired, filled, offset in zip(
             batch.paths,
             batch.embeddings,
