@@ -9,9 +9,9 @@ from rasterio import Affine
 from rasterio.windows import Window
 
 from msclip import classify
-from msclip.bands import LAYOUTS
-from msclip.data import InputOptions, offset_decision
-from msclip.errors import BoaOffsetWarning, MSClipError
+from msclip.bands import BOA_OFFSET, LAYOUTS
+from msclip.data import InputOptions, OffsetDecision, offset_decision
+from msclip.errors import BoaOffsetWarning
 from msclip.index import build_index, open_index
 from msclip.scenes import (
     WindowOptions,
@@ -198,7 +198,9 @@ def test_multiband_scene_with_described_bands_and_scl(tiny_model, chip_paths, tm
     np.testing.assert_allclose(np.stack(table["embedding"].iloc[:3]), np.stack(expected), atol=1e-6)
 
 
-def test_a_scene_whose_visible_bands_cannot_be_read_is_named(tmp_path, chip_paths):
+def test_a_scene_whose_visible_bands_cannot_be_read_is_decided_by_its_date(tmp_path, chip_paths):
+    """Its windows name what they cannot read (the readable part is still mapped); the decision says
+    that the data was not looked at."""
     folder = tmp_path / "scene"
     folder.mkdir()
     for name, band in zip(LAYOUTS["L2A"], read_array(chip_paths[0]), strict=True):
@@ -209,5 +211,4 @@ def test_a_scene_whose_visible_bands_cannot_be_read_is_named(tmp_path, chip_path
     )
     scene = open_scene(str(folder))  # dated, untagged: its data will be looked at
     (folder / "T22JGT_B02_10m.tif").write_bytes(b"not a GeoTIFF any more")
-    with pytest.raises(MSClipError, match="scene: cannot read its visible bands"):
-        scene_offset(scene, InputOptions())
+    assert scene_offset(scene, InputOptions()) == OffsetDecision(BOA_OFFSET, "date")
