@@ -296,3 +296,20 @@ def collate_chips(records: list[dict]) -> dict:
         "boa_offset": [r.get("boa_offset") for r in good],
         "errors": [(r["index"], r["error"]) for r in records if "error" in r],
     }
+
+
+def chip_loader(dataset, device: str, batch_size: int, workers: int | None = None):
+    """The one DataLoader of chip records: in order, bad records kept for the report, reader processes
+    only where the machine has cores to spare for them (see :func:`msclip.runtime.reader_processes`)."""
+    from torch.utils.data import DataLoader
+
+    from msclip.runtime import reader_processes
+
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=reader_processes(len(dataset)) if workers is None else workers,
+        collate_fn=collate_chips,
+        shuffle=False,
+        pin_memory=device.startswith("cuda"),
+    )

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from msclip.data import ChipDataset, InputOptions, OffsetDecision, collate_chips, warn_offset_decisions
+from msclip.data import ChipDataset, InputOptions, OffsetDecision, chip_loader, warn_offset_decisions
 from msclip.io import iter_paths
 from msclip.models import MSClipModel
-from msclip.runtime import batches, reader_processes
+from msclip.runtime import batches
 from msclip.text import checked_names, class_embeddings, templates
 
 #: How each image's baseline-04.00 offset was handled (see :class:`msclip.data.OffsetDecision`).
@@ -65,15 +64,7 @@ def embed_batches(
     paths = iter_paths(inputs)
     scene_side = 2 * model.spec.image_size if refuse_scenes else None  # msclip.scenes.is_scene's rule
     dataset = ChipDataset(paths, model.bands, model.transform, options or InputOptions(), scene_side)
-    workers = reader_processes(len(paths)) if workers is None else workers
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_chips,
-        shuffle=False,
-        pin_memory=model.device.startswith("cuda"),
-    )
+    loader = chip_loader(dataset, model.device, batch_size, workers)
     decisions: dict[str, OffsetDecision] = {}
     with tqdm(total=len(paths), unit="img", disable=not progress, desc="images") as bar:
         for batch in batches(loader):

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from msclip.data import InputOptions, collate_chips, prepare
+from msclip.data import InputOptions, chip_loader, prepare
 from msclip.errors import MSClipError, SkippedImage
 from msclip.evaluation.datasets import EvalSet, load_raster
 from msclip.evaluation.metrics import multi_label_metrics, single_label_metrics
 from msclip.models import MSClipModel
-from msclip.runtime import batches, reader_processes
+from msclip.runtime import batches
 from msclip.text import class_embeddings
 
 #: The reference's logits: 100 x cosine similarity (ranks and decisions do not depend on the factor).
@@ -87,15 +87,7 @@ def score(
     """Logits (images, classes) = 100 x cosine(image, class embedding), in the set's fixed sample order."""
     options = options or InputOptions()
     samples = SampleDataset(dataset, model.bands, model.transform, options)
-    workers = reader_processes(len(samples)) if workers is None else workers
-    loader = DataLoader(
-        samples,
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_chips,
-        shuffle=False,
-        pin_memory=model.device.startswith("cuda"),
-    )
+    loader = chip_loader(samples, model.device, batch_size, workers)
     logits: list[np.ndarray] = []
     indices: list[int] = []
     skipped: list[tuple[str, str]] = []
