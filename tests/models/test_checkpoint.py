@@ -204,3 +204,16 @@ def test_checkpoints_are_memory_mapped_not_copied(tmp_path, suffix):
 def test_legacy_torch_files_are_still_read(tmp_path):
     torch.save({"a": torch.arange(3.0)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
     assert torch.equal(read_state_dict(tmp_path / "old.pt")["a"], torch.arange(3.0))
+
+
+def test_building_for_a_checkpoint_skips_init_and_restores_it(tmp_path):
+    tiny = load_model("msclip-tiny", device="cpu")
+    state = tiny.clip.state_dict()
+    torch.save(state, tmp_path / "tiny.pt")
+    again = load_model("msclip-tiny", checkpoint=str(tmp_path / "tiny.pt"), device="cpu")
+    images = torch.randn(2, 10, 224, 224)
+    assert torch.equal(again.encode_image(images), tiny.encode_image(images))
+    torch.save({k: v for k, v in state.items() if k != "logit_scale"}, tmp_path / "partial.pt")
+    with pytest.raises(MSClipError, match="1 missing"):
+        load_model("msclip-tiny", checkpoint=str(tmp_path / "partial.pt"), device="cpu")
+    assert float(torch.nn.init.ones_(torch.zeros(3)).sum()) == 3.0  # torch's initialisers are back
