@@ -273,3 +273,16 @@ def test_a_broken_model_record_is_one_clear_error(tmp_path):
     (tmp_path / "model.json").write_text("{not json")
     with pytest.raises(MSClipError, match="unreadable model record"):
         load_model(checkpoint=str(tmp_path / "model.pt"), device="cpu")
+
+
+def test_building_for_a_checkpoint_skips_init_and_restores_it(tmp_path):
+    tiny = load_model("msclip-tiny", device="cpu")
+    state = tiny.clip.state_dict()
+    torch.save(state, tmp_path / "tiny.pt")
+    again = load_model("msclip-tiny", checkpoint=str(tmp_path / "tiny.pt"), device="cpu")
+    images = torch.randn(2, 10, 224, 224)
+    assert torch.equal(again.encode_image(images), tiny.encode_image(images))
+    torch.save({k: v for k, v in state.items() if k != "logit_scale"}, tmp_path / "partial.pt")
+    with pytest.raises(MSClipError, match="1 missing"):
+        load_model("msclip-tiny", checkpoint=str(tmp_path / "partial.pt"), device="cpu")
+    assert float(torch.nn.init.ones_(torch.zeros(3)).sum()) == 3.0  # torch's initialisers are back
