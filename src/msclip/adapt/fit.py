@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Sequence
 
@@ -31,6 +32,16 @@ def text_classifier(model, class_names: Sequence[str], template_list: Sequence[s
     )
 
 
+@contextlib.contextmanager
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def fit_head(
     shots: Shots,
     method: str,
@@ -42,7 +53,8 @@ def fit_head(
     """Fit ``method`` on embedded shots; ``model`` is the identity the head records."""
     if method not in METHODS:
         raise MSClipError(f"unknown method {method!r}; use {', '.join(METHODS)}")
-    tensors, params = METHODS[method].fit(shots, **options)
+    with single_thread():  # tiny problems: more threads only add overhead (30x on a busy machine)
+        tensors, params = METHODS[method].fit(shots, **options)
     counts = Counter(shots.labels.tolist())
     return Head(
         method,

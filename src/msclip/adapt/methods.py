@@ -5,6 +5,7 @@ probabilities``. Tensors go into the head file, params (plain numbers) into its 
 
 - ``linear-probe``: multinomial logistic regression, full-batch L-BFGS (deterministic); with ``text_init``
   it starts from the zero-shot text classifier and blends it in with a learned per-class scale (LP++).
+  The L2 strength is chosen by cross-validation on the shots, as CLIP's linear-probe protocol sweeps it.
 - ``tip-adapter``: Zhang et al. 2022's training-free cache,
   ``logits = 100 f W_text^T + alpha * exp(-beta (1 - f F_cache^T)) L_onehot``; alpha and beta chosen by
   leave-one-out accuracy on the shots (the paper searches them on a validation split we do not have).
@@ -23,6 +24,8 @@ import torch.nn.functional as F
 
 #: CLIP's logit scale, the constant in Tip-Adapter's formula.
 CLIP_SCALE = 100.0
+WEIGHT_DECAYS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+DEFAULT_WEIGHT_DECAY = 1e-3
 TIP_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 TIP_BETAS = (0.5, 1.0, 2.0, 3.5, 5.5, 8.0, 12.0)
 
@@ -51,8 +54,17 @@ Tensors = dict[str, torch.Tensor]
 
 
 def fit_linear_probe(
-    shots: Shots, text_init: bool = True, weight_decay: float = 1e-3, max_iter: int = 300, **_
+    shots: Shots, text_init: bool = True, weight_decay: float | None = None, max_iter: int = 100, **_
 ) -> tuple[Tensors, dict]:
+    """Logistic regression on the shots; ``weight_decay`` None: chosen by cross-validation on the shots
+    (CLIP's linear-probe protocol sweeps it on held-out data)."""
+    if weight_decay is None:
+        weight_decay = search_weight_decay(shots, text_init, max_iter)
+    tensors = _logistic_regression(shots, text_init, weight_decay, max_iter)
+    return tensors, {"text_init": text_init, "weight_decay": weight_decay}
+
+
+def _logistic_regression(shots: Shots, text_init: bool, weight_decay: float, max_iter: int) -> Tensors:
     """Minimise mean cross-entropy + weight_decay/2 ||V||^2 over W = V + diag(a) W_text and a bias.
 
     With ``text_init`` the start (V = 0, a = 100) is the zero-shot classifier and the per-class text scale
@@ -62,9 +74,12 @@ def fit_linear_probe(
     free = torch.zeros_like(shots.text, requires_grad=True)
     scale = torch.full((shots.n_classes,), CLIP_SCALE if text_init else 0.0, requires_grad=text_init)
     bias = torch.zeros(shots.n_classes, requires_grad=True)
-    trained = [free, bias, scale] if text_init else [free, bias]
     optimizer = torch.optim.LBFGS(
-        trained, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe"
+        [free, bias, scale] if text_init else [free, bias],
+        max_iter=max_iter,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
     )
 
     def closure() -> torch.Tensor:
@@ -75,10 +90,42 @@ def fit_linear_probe(
         loss.backward()
         return loss
 
-    optimizer.step(closure)
+    with torch.enable_grad():
+        optimizer.step(closure)
     weight = (free + scale[:, None] * shots.text).detach()
-    tensors = {"weight": weight, "bias": bias.detach(), "text_scale": scale.detach()}
-    return tensors, {"text_init": text_init, "weight_decay": weight_decay}
+    return {"weight": weight, "bias": bias.detach(), "text_scale": scale.detach()}
+
+
+def folds_of(labels: torch.Tensor, n_folds: int = 4) -> torch.Tensor | None:
+    """A fold number per shot, every class spread over the folds (its i-th shot in fold i mod n);
+    None when a class has a single shot (nothing to hold out)."""
+    smallest = int(torch.bincount(labels).min())
+    n = min(n_folds, smallest)
+    if n < 2:
+        return None
+    rank = torch.empty_like(labels)
+    for c in labels.unique():
+        members = (labels == c).nonzero().flatten()
+        rank[members] = torch.arange(len(members))
+    return rank % n
+
+
+def search_weight_decay(shots: Shots, text_init: bool, max_iter: int) -> float:
+    """The weight decay of the grid with the most held-out shots right (ties: the stronger one)."""
+    folds = folds_of(shots.labels)
+    if folds is None:
+        return DEFAULT_WEIGHT_DECAY
+    scores = []
+    for weight_decay in WEIGHT_DECAYS:
+        correct = 0
+        for fold in folds.unique():
+            held = folds == fold
+            train = Shots(shots.features[~held], shots.labels[~held], shots.text)
+            tensors = _logistic_regression(train, text_init, weight_decay, max_iter)
+            predicted = score_linear_probe(tensors, {}, shots.features[held]).argmax(-1)
+            correct += int((predicted == shots.labels[held]).sum())
+        scores.append(correct)
+    return WEIGHT_DECAYS[scores.index(max(scores))]
 
 
 def score_linear_probe(tensors: Tensors, params: dict, features: torch.Tensor) -> torch.Tensor:

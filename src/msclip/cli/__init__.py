@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "msclip.cli.caption",
     "msclip.cli.train",
     "msclip.cli.scenes",
+    "msclip.cli.adapt",
 )
 
 
