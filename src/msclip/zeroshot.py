@@ -125,12 +125,12 @@ def classify(
     Columns: ``image``, ``label`` (top class), one probability column per class, ``filled_fraction``
     (share of nodata pixels that were filled; 0 for complete images).
     """
-    names, score = _scorer(model, classes, template_set, use_cache, head)
+    names, score = class_scorer(model, classes, template_set, use_cache, head)
     skipped: list[tuple[str, str]] = []
     frames = []
     batches = embed_batches(model, inputs, skipped=skipped, **kwargs)
     if transductive:
-        batches, score = _joined(list(batches)), _transductive(score)
+        batches, score = _joined(list(batches)), transductive_scorer(score)
     for batch in batches:
         probabilities = score(batch.embeddings)
         frame = pd.DataFrame(probabilities.numpy(), columns=names)
@@ -143,7 +143,7 @@ def classify(
     return Result(table[columns], skipped)
 
 
-def _scorer(model: MSClipModel, classes, template_set, use_cache: bool, head):
+def class_scorer(model: MSClipModel, classes, template_set, use_cache: bool, head=None):
     """Class names and embeddings -> probabilities: a few-shot head's, or the zero-shot text classifier's."""
     if head is not None:
         from msclip.adapt import load_head
@@ -179,7 +179,7 @@ def _joined(batches: list[Batch]) -> list[Batch]:
     ]
 
 
-def _transductive(score):
+def transductive_scorer(score):
     """The TransCLIP refinement of ``score``'s probabilities over the whole batch of embeddings."""
     from msclip.adapt import transductive_probabilities
 
