@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 #: CLIP's logit scale, the constant in Tip-Adapter's formula.
 CLIP_SCALE = 100.0
-WEIGHT_DECAYS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+WEIGHT_DECAYS = (1e-2, 1e-4, 1e-6)
 DEFAULT_WEIGHT_DECAY = 1e-3
 TIP_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 TIP_BETAS = (0.5, 1.0, 2.0, 3.5, 5.5, 8.0, 12.0)
@@ -96,7 +96,7 @@ def _logistic_regression(shots: Shots, text_init: bool, weight_decay: float, max
     return {"weight": weight, "bias": bias.detach(), "text_scale": scale.detach()}
 
 
-def folds_of(labels: torch.Tensor, n_folds: int = 4) -> torch.Tensor | None:
+def folds_of(labels: torch.Tensor, n_folds: int = 3) -> torch.Tensor | None:
     """A fold number per shot, every class spread over the folds (its i-th shot in fold i mod n);
     None when a class has a single shot (nothing to hold out)."""
     smallest = int(torch.bincount(labels).min())
@@ -111,7 +111,8 @@ def folds_of(labels: torch.Tensor, n_folds: int = 4) -> torch.Tensor | None:
 
 
 def search_weight_decay(shots: Shots, text_init: bool, max_iter: int) -> float:
-    """The weight decay of the grid with the most held-out shots right (ties: the stronger one)."""
+    """The weight decay of the grid with the most held-out shots right (ties: the stronger one); the
+    held-out fits take half the iterations (a ranking needs less precision than the final fit)."""
     folds = folds_of(shots.labels)
     if folds is None:
         return DEFAULT_WEIGHT_DECAY
@@ -121,7 +122,7 @@ def search_weight_decay(shots: Shots, text_init: bool, max_iter: int) -> float:
         for fold in folds.unique():
             held = folds == fold
             train = Shots(shots.features[~held], shots.labels[~held], shots.text)
-            tensors = _logistic_regression(train, text_init, weight_decay, max_iter)
+            tensors = _logistic_regression(train, text_init, weight_decay, max(1, max_iter // 2))
             predicted = score_linear_probe(tensors, {}, shots.features[held]).argmax(-1)
             correct += int((predicted == shots.labels[held]).sum())
         scores.append(correct)

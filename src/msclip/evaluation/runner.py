@@ -58,7 +58,7 @@ class SampleDataset(Dataset):
 
 @dataclass
 class Scores:
-    """Logits of the images that could be read, their sample indices, and the skipped ones."""
+    """Logits (or embeddings) of the images that could be read, their sample indices, and the skipped ones."""
 
     logits: np.ndarray
     indices: list[int]
@@ -85,23 +85,40 @@ def score(
     progress: bool = False,
 ) -> Scores:
     """Logits (images, classes) = 100 x cosine(image, class embedding), in the set's fixed sample order."""
+    scores = embed_set(model, dataset, options, batch_size, workers, progress)
+    if not scores.indices:
+        scores.logits = np.empty((0, len(dataset.classes)), dtype=np.float32)
+    else:
+        scores.logits = (LOGIT_FACTOR * torch.from_numpy(scores.logits) @ classifier.T).numpy()
+    return scores
+
+
+def embed_set(
+    model: MSClipModel,
+    dataset: EvalSet,
+    options: InputOptions | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Scores:
+    """Image embeddings (images, D) of the set's readable samples, in its fixed sample order."""
     options = options or InputOptions()
     samples = SampleDataset(dataset, model.bands, model.transform, options)
     workers = default_workers(len(samples)) if workers is None else workers
     loader = DataLoader(
         samples, batch_size=batch_size, num_workers=workers, collate_fn=collate_chips, shuffle=False
     )
-    logits, indices, skipped = [], [], []
+    embeddings, indices, skipped = [], [], []
     with tqdm(
         total=len(samples), unit="img", disable=not progress, desc=f"{model.spec.name} / {dataset.name}"
     ) as bar:
         for batch in loader:
             skipped.extend((dataset.samples[i].name, message) for i, message in batch["errors"])
             if batch["image"] is not None:
-                logits.append((LOGIT_FACTOR * model.encode_image(batch["image"]) @ classifier.T).numpy())
+                embeddings.append(model.encode_image(batch["image"]).numpy())
                 indices.extend(batch["index"])
             bar.update(len(batch["index"]) + len(batch["errors"]))
-    matrix = np.concatenate(logits) if logits else np.empty((0, len(dataset.classes)), dtype=np.float32)
+    matrix = np.concatenate(embeddings) if embeddings else np.empty((0, 0), dtype=np.float32)
     return Scores(matrix, indices, skipped)
 
 
