@@ -85,9 +85,8 @@ def accuracy_curves(n_classes: int, seeds: int) -> None:
             for method in METHODS:
                 head = fit_head(train, method, [str(c) for c in range(n_classes)], {})
                 rows[method][i] += accuracy(head.probabilities(test.features), test.labels) / seeds
-        rows["transductive"] = [
-            accuracy(transductive_probabilities(test.features, prior), test.labels)
-        ] * len(shots_list)
+        transduced = accuracy(transductive_probabilities(test.features, prior), test.labels)
+        rows["transductive"] = [value + transduced / seeds for value in rows["transductive"]]
     for method, values in rows.items():
         label = "(no shots)" if method == "transductive" else ""
         print(f"  {method:14s}  {zero_shot:8.3f}  " + " ".join(f"{v:6.3f}" for v in values) + f" {label}")

@@ -150,18 +150,23 @@ def tip_logits(
 
 
 def search_alpha_beta(shots: Shots, keys: torch.Tensor) -> tuple[float, float]:
-    """The (alpha, beta) of the grid with the best leave-one-out accuracy on the shots (first best wins).
+    """The (alpha, beta) with the best leave-one-out accuracy on the shots: the paper's start (1, 1) unless
+    a point of the grid does strictly better (with one shot per class nothing can, so (1, 1) stays).
 
     Each shot is scored against the cache without its own entry, so the cache cannot just recall it.
     """
     affinity = shots.features @ keys.T
     own = torch.eye(len(keys), dtype=torch.bool)
     text_logits = CLIP_SCALE * shots.features @ shots.text.T
-    best = (-1.0, TIP_ALPHAS[0], TIP_BETAS[0])
-    for beta in TIP_BETAS:
+
+    def held_out_accuracy(alpha: float, beta: float) -> float:
         cache = torch.exp(-beta * (1 - affinity)).masked_fill(own, 0) @ shots.onehot
+        return float(((text_logits + alpha * cache).argmax(-1) == shots.labels).float().mean())
+
+    best = (held_out_accuracy(1.0, 1.0), 1.0, 1.0)
+    for beta in TIP_BETAS:
         for alpha in TIP_ALPHAS:
-            accuracy = float(((text_logits + alpha * cache).argmax(-1) == shots.labels).float().mean())
+            accuracy = held_out_accuracy(alpha, beta)
             if accuracy > best[0]:
                 best = (accuracy, alpha, beta)
     return best[1], best[2]
