@@ -43,7 +43,9 @@ def test_every_method_makes_a_head_that_classify_reads(method, crops, tiny, tmp_
     assert main(["adapt", str(crops / "train"), "--method", method, "--output", str(head), *tiny]) == 0
     assert main(["classify", str(crops / "test"), "--head", str(head), "--output", str(out), *tiny]) == 0
     assert load_head(head).method == method
-    assert accuracy(out) >= (0.8 if method == "knn" else 0.2)  # random features defeat the cache's affinity
+    assert accuracy(out) >= (
+        0.8 if method == "knn" else 0.5
+    )  # near-identical random embeddings blunt the cache
 
 
 def test_embeddings_are_cached_per_file_so_a_second_method_does_not_encode(
