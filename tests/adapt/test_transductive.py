@@ -8,6 +8,7 @@ from msclip.adapt.transductive import (
     gaussian_log_likelihood,
     initial_mu,
     knn_affinity,
+    symmetric,
     transductive_probabilities,
     update_mu,
     update_variance,
@@ -35,7 +36,7 @@ def test_log_likelihood_is_the_diagonal_gaussian_exponent():
 def test_z_update_without_neighbours_is_prior_times_tempered_likelihood():
     log_likelihood = torch.tensor([[-1.0, -3.0], [-10.0, 0.0]])
     prior = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
-    empty = knn_affinity(prior, k=0)
+    empty = symmetric(knn_affinity(prior, k=0))
     z = update_z(log_likelihood, prior, prior.clone(), empty)
     by_hand = prior * torch.exp(log_likelihood / TEMPERATURE)
     assert torch.allclose(z, by_hand / by_hand.sum(1, keepdim=True))
@@ -59,6 +60,18 @@ def test_affinity_holds_the_k_nearest_other_points_with_their_cosine():
     assert dense.diagonal().eq(0).all() and (dense != 0).sum(1).eq(1).all()
     assert dense[0].argmax() == 1 and dense[2].argmax() == 3
     assert torch.isclose(dense[0, 1], features[0] @ features[1])
+
+
+def test_z_update_adds_the_neighbours_assignments_both_ways():
+    features = F.normalize(torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), dim=-1)
+    affinity = knn_affinity(features, k=1)  # 0 -> 1, 1 -> 0, 2 -> 1
+    prior = torch.full((3, 2), 0.5)
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    flat = torch.zeros(3, 2)
+    updated = update_z(flat, prior, z, symmetric(affinity), n_neighbours=1, passes=1)
+    dense = affinity.to_dense()
+    exponent = (dense + dense.T) @ z / 2  # T / 2k times the sum, divided by T
+    assert torch.allclose(updated, exponent.softmax(-1), atol=1e-6)
 
 
 def test_initial_mu_averages_the_most_confident_queries():

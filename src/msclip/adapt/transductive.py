@@ -59,19 +59,25 @@ def update_z(
     log_likelihood: torch.Tensor,
     prior: torch.Tensor,
     z: torch.Tensor,
-    affinity: torch.Tensor,
+    pairs: torch.Tensor,
+    n_neighbours: int = N_NEIGHBOURS,
     lam: float = 1.0,
     passes: int = Z_PASSES,
 ) -> torch.Tensor:
-    """z_i ∝ y_i^lambda exp((log p_i + c (W z + W^T z)_i) / T), c = T / 2k (the authors' weighting)."""
-    k = max(1, affinity._nnz() // max(1, affinity.shape[0]))
-    weight = TEMPERATURE / (2 * k)
+    """z_i ∝ y_i^lambda exp((log p_i + c ((W + W^T) z)_i) / T), c = T / 2k (the authors' weighting);
+    ``pairs`` is W + W^T, built once (:func:`symmetric`)."""
+    weight = TEMPERATURE / (2 * max(1, n_neighbours))
     for _ in range(passes):
-        exponent = log_likelihood + weight * (affinity @ z + affinity.T @ z)
+        exponent = log_likelihood + weight * (pairs @ z)
         exponent = exponent - exponent.max(dim=1, keepdim=True).values
         unnormalised = prior.pow(lam) * torch.exp(exponent / TEMPERATURE)
         z = unnormalised / unnormalised.sum(dim=1, keepdim=True)
     return z
+
+
+def symmetric(affinity: torch.Tensor) -> torch.Tensor:
+    """W + W^T, summed once (transposing a sparse matrix in every pass costs more than the product)."""
+    return (affinity + affinity.t()).coalesce()
 
 
 def update_mu(features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -108,9 +114,9 @@ def transductive_probabilities(
     z = prior.clone()
     mu = initial_mu(features, z)
     variance = torch.full((features.shape[1],), 1.0 / features.shape[1])
-    affinity = knn_affinity(features)
+    pairs = symmetric(knn_affinity(features))
     for _ in range(iterations):
-        z = update_z(gaussian_log_likelihood(features, mu, variance), prior, z, affinity, lam)
+        z = update_z(gaussian_log_likelihood(features, mu, variance), prior, z, pairs, lam=lam)
         mu = update_mu(features, z)
         variance = update_variance(features, z, mu)
-    return update_z(gaussian_log_likelihood(features, mu, variance), prior, z, affinity, lam)
+    return update_z(gaussian_log_likelihood(features, mu, variance), prior, z, pairs, lam=lam)
