@@ -147,6 +147,16 @@ def test_a_table_with_a_split_column_trains_on_its_train_rows(crops, tiny, tmp_p
     table.unlink()
 
 
+def test_a_table_giving_an_image_two_labels_is_refused(tmp_path):
+    from msclip.adapt import read_examples
+    from msclip.errors import MSClipError
+
+    table = tmp_path / "labels.csv"
+    table.write_text("image,label\na.tif,water\nb.tif,snow\na.tif,snow\n")
+    with pytest.raises(MSClipError, match="image listed with two labels: .*a.tif"):
+        read_examples(str(table))
+
+
 def test_a_bad_image_is_named_skipped_and_the_head_still_written(crops, tiny, tmp_path, capsys):
     import shutil
 

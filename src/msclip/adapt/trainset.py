@@ -75,6 +75,11 @@ def _from_table(path: Path) -> Examples:
         table = table[table["split"].astype(str).str.lower() == "train"]
     paths = [str(p if Path(p).is_absolute() else path.parent / p) for p in table["image"].astype(str)]
     labels = [str(label).strip() for label in table["label"]]
+    conflicting = sorted(
+        {p for p, label in zip(paths, labels, strict=True) if labels[paths.index(p)] != label}
+    )
+    if conflicting:
+        raise MSClipError(f"{path}: image listed with two labels: {conflicting[0]}")
     _check_classes(path, labels)
     return Examples(paths, labels)
 
