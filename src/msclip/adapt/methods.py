@@ -133,6 +133,30 @@ def score_linear_probe(tensors: Tensors, params: dict, features: torch.Tensor) -
     return (features @ tensors["weight"].T + tensors["bias"]).softmax(dim=-1)
 
 
+def fit_one_vs_rest(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
+    max_iter: int = 100,
+) -> Tensors:
+    """Multi-label heads: one L2-regularised binary logistic regression per class (mean BCE), solved jointly
+    by full-batch L-BFGS; ``targets`` is (N, C) 0/1. Scores are the per-class logits."""
+    weight = torch.zeros(targets.shape[1], features.shape[1], requires_grad=True)
+    bias = torch.zeros(targets.shape[1], requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(features @ weight.T + bias, targets.float())
+        loss = loss + 0.5 * weight_decay * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return {"weight": weight.detach(), "bias": bias.detach()}
+
+
 # --- Tip-Adapter --------------------------------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ def few_shot_accuracies(
     methods: Sequence[str],
     seeds: int,
 ) -> pd.DataFrame:
-    """One row per (seed, method, shots) with the test accuracy; classes with too few images to keep one
+    """One row per (seed, method, shots) with the test accuracy in ``score``; classes with too few images to keep one
     test image after the largest shot count are left out of that seed's draw (recorded in ``classes``)."""
     from msclip.adapt import fit_head
     from msclip.adapt.methods import Shots
@@ -51,9 +51,9 @@ def few_shot_accuracies(
         def accuracy(probabilities: torch.Tensor, test=test, truth=truth) -> float:
             return float((probabilities.argmax(-1) == truth).float().mean())
 
-        base = {"seed": seed, "classes": len(usable)}
+        base = {"seed": seed, "classes": len(usable), "metric": "accuracy"}
         zero_shot = (features[test] @ text.T).softmax(-1)
-        rows.append({**base, "method": ZERO_SHOT, "shots": 0, "accuracy": accuracy(zero_shot)})
+        rows.append({**base, "method": ZERO_SHOT, "shots": 0, "score": accuracy(zero_shot)})
         for count in shots:
             train = np.concatenate([order[c][:count] for c in usable])
             drawn = Shots(features[train], torch.as_tensor(labels[train]), text)
@@ -62,30 +62,106 @@ def few_shot_accuracies(
                     continue
                 head = fit_head(drawn, method, [str(c) for c in range(len(text))], {}, seed=seed)
                 score = accuracy(head.probabilities(features[test]))
-                rows.append({**base, "method": method, "shots": count, "accuracy": score})
+                rows.append({**base, "method": method, "shots": count, "score": score})
+    return pd.DataFrame(rows)
+
+
+#: Methods with a multi-label (one-vs-rest) form: scores per class, ranked by average precision.
+MULTI_LABEL_METHODS = (ZERO_SHOT, "linear-probe", "tip-adapter", "knn")
+
+
+def multi_label_draw(targets: np.ndarray, shots: int, seed: int) -> list[np.ndarray]:
+    """Per class, its positive images in a random order fixed by ``seed`` (the first ``s`` are its shots)."""
+    generator = np.random.default_rng(seed)
+    return [generator.permutation(np.flatnonzero(targets[:, c])) for c in range(targets.shape[1])]
+
+
+def multi_label_scores(
+    method: str, train: torch.Tensor, train_targets: torch.Tensor, text: torch.Tensor, test: torch.Tensor
+) -> torch.Tensor:
+    """(test, classes) scores of a one-vs-rest head: logistic regressions, Tip-Adapter's logits with a
+    multi-hot cache (alpha = beta = 1, nothing to search a multi-label accuracy on), or kNN vote shares."""
+    from msclip.adapt.methods import fit_one_vs_rest, score_knn, tip_logits
+
+    values = train_targets.float()
+    if method == ZERO_SHOT:
+        return test @ text.T
+    if method == "linear-probe":
+        head = fit_one_vs_rest(train, train_targets)
+        return test @ head["weight"].T + head["bias"]
+    if method == "tip-adapter":
+        return tip_logits(test, text, train, values, 1.0, 1.0)
+    k = max(1, min(5, int(values.sum(0).min())))
+    return score_knn({"keys": train, "values": values}, {"k": k}, test)
+
+
+def mean_average_precision(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Macro average precision over the classes with at least one positive test image."""
+    from sklearn.metrics import average_precision_score
+
+    present = targets.any(axis=0)
+    if not present.any():
+        return float("nan")  # too few images left to test on
+    return float(average_precision_score(targets[:, present], scores[:, present], average="macro"))
+
+
+def few_shot_map(
+    features: torch.Tensor,
+    targets: np.ndarray,
+    text: torch.Tensor,
+    shots: Sequence[int],
+    methods: Sequence[str],
+    seeds: int,
+) -> pd.DataFrame:
+    """Multi-label curves: for ``s`` shots every class contributes its first ``s`` positive images (with all
+    their labels) to the training set; images never drawn at the largest count are the test set. One row
+    per (seed, method, shots) with the test mAP in ``score``."""
+    rows = []
+    for seed in range(seeds):
+        order = multi_label_draw(targets, max(shots), seed)
+        drawn_at_most = np.unique(np.concatenate([o[: max(shots)] for o in order]))
+        test = np.setdiff1d(np.arange(len(targets)), drawn_at_most)
+        base = {"seed": seed, "classes": targets.shape[1], "metric": "mAP"}
+        for count in (0, *shots):
+            train = (
+                np.unique(np.concatenate([o[:count] for o in order])) if count else np.array([], dtype=int)
+            )
+            for method in methods:
+                if (method == ZERO_SHOT) != (count == 0) or method not in MULTI_LABEL_METHODS:
+                    continue
+                scores = multi_label_scores(
+                    method, features[train], torch.as_tensor(targets[train]), text, features[test]
+                )
+                value = mean_average_precision(scores.numpy(), targets[test])
+                rows.append({**base, "method": method, "shots": count, "score": value})
     return pd.DataFrame(rows)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per (model, dataset, method, shots)."""
-    keys = [k for k in ("model", "dataset", "method", "shots") if k in runs]
-    grouped = runs.groupby(keys, sort=False)["accuracy"]
+    """Mean and standard deviation of the score (accuracy, or mAP for multi-label sets) over seeds per
+    (model, dataset, method, shots)."""
+    keys = [k for k in ("model", "dataset", "metric", "method", "shots") if k in runs]
+    grouped = runs.groupby(keys, sort=False)["score"]
     table = grouped.agg(["mean", "std", "count"]).reset_index()
-    return table.rename(columns={"mean": "accuracy_mean", "std": "accuracy_std", "count": "seeds"})
+    return table.rename(columns={"mean": "score_mean", "std": "score_std", "count": "seeds"})
 
 
 def markdown(summary: pd.DataFrame) -> str:
     """A table per dataset: rows (model, method), columns shots, cells mean ± std (%)."""
-    parts = ["# Few-shot curves\n", "Accuracy (%), mean ± std over seeds; 0 shots is zero-shot.\n"]
+    parts = [
+        "# Few-shot curves\n",
+        "Accuracy (%) (mAP (%) for multi-label sets, one-vs-rest heads), mean ± std over seeds; 0 shots is"
+        " zero-shot.\n",
+    ]
     for dataset, table in summary.groupby("dataset", sort=False):
         cells = table.assign(
             cell=[
                 f"{100 * m:.1f} ± {100 * (0 if np.isnan(s) else s):.1f}"
-                for m, s in zip(table["accuracy_mean"], table["accuracy_std"], strict=True)
+                for m, s in zip(table["score_mean"], table["score_std"], strict=True)
             ]
         )
         wide = cells.pivot_table(index=["model", "method"], columns="shots", values="cell", aggfunc="first")
-        parts.append(f"\n## {dataset}\n")
+        parts.append(f"\n## {dataset} ({table['metric'].iloc[0]})\n")
         header = ["model", "method", *[str(c) for c in wide.columns]]
         parts.append("| " + " | ".join(header) + " |")
         parts.append("|" + "---|" * len(header))
@@ -110,15 +186,15 @@ def curve_plot(summary: pd.DataFrame, dataset: str, path: Path) -> None:
     for (model, method), rows in table.groupby(["model", "method"], sort=False):
         label = f"{model} / {method}"
         if method == ZERO_SHOT:
-            axis.axhline(100 * rows["accuracy_mean"].iloc[0], linestyle="--", linewidth=1, label=label)
+            axis.axhline(100 * rows["score_mean"].iloc[0], linestyle="--", linewidth=1, label=label)
             continue
-        std = rows["accuracy_std"].fillna(0)
+        std = rows["score_std"].fillna(0)
         axis.errorbar(
-            rows["shots"], 100 * rows["accuracy_mean"], yerr=100 * std, marker="o", capsize=3, label=label
+            rows["shots"], 100 * rows["score_mean"], yerr=100 * std, marker="o", capsize=3, label=label
         )
     axis.set_xscale("log", base=2)
     axis.set_xlabel("shots per class")
-    axis.set_ylabel("accuracy (%)")
+    axis.set_ylabel(f"{table['metric'].iloc[0]} (%)")
     axis.set_title(dataset)
     axis.legend(fontsize=7)
     figure.tight_layout()
@@ -160,9 +236,9 @@ def run_few_shot(
             found.append(resolve(entry, Path(data_dir), options.layout, options.bands))
         except MissingDataset as exc:
             missing.append(str(exc))
-    for dataset in [d for d in found if d.task != "single"]:
-        missing.append(f"{dataset.name}: few-shot curves of multi-label sets are not implemented")
-    found = [d for d in found if d.task == "single"]
+    unsupported = [m for m in methods if m not in MULTI_LABEL_METHODS]
+    if unsupported and any(d.task != "single" for d in found):
+        missing.append(f"{', '.join(unsupported)}: no multi-label form; left out on multi-label sets")
     frames = []
     for entry in models:
         name, checkpoint = parse_model(entry)
@@ -183,7 +259,8 @@ def run_few_shot(
                 continue
             missing.extend(f"{model.spec.name} / {dataset.name}: {reason}" for _, reason in embedded.skipped)
             text = class_embeddings(model, dataset.classes, prompts, use_cache=use_cache)
-            runs = few_shot_accuracies(
+            curves = few_shot_accuracies if dataset.task == "single" else few_shot_map
+            runs = curves(
                 torch.from_numpy(embedded.logits),
                 dataset.targets(embedded.indices),
                 text,
@@ -192,7 +269,7 @@ def run_few_shot(
                 seeds,
             )
             frames.append(runs.assign(model=model.spec.name, dataset=dataset.name))
-    columns = ["model", "dataset", "method", "shots", "seed", "classes", "accuracy"]
+    columns = ["model", "dataset", "method", "shots", "seed", "classes", "metric", "score"]
     runs = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     return runs, missing
 
