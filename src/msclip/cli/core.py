@@ -89,7 +89,10 @@ def run_classify(args: argparse.Namespace) -> int:
         transductive=args.transductive,
         **stream_options_from(args),
     )
-    return _finish(result, args.output, "zero-shot classification", short_paths=True)
+    title = f"{head.method} head" if head else "zero-shot classification"
+    if args.transductive:
+        title += ", transductive"
+    return _finish(result, args.output, title, short_paths=True)
 
 
 def run_retrieve(args: argparse.Namespace) -> int:
