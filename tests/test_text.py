@@ -68,10 +68,10 @@ def test_class_embeddings_are_cached_per_class(tiny_model, monkeypatch):
 
 def test_unreadable_cache_entries_are_recomputed_with_one_warning(tiny_model, tmp_path, monkeypatch):
     """A cache shared with other users holds files this user cannot read, or truncated ones."""
-    from msclip import text
+    from msclip import cache
 
     monkeypatch.setenv("MSCLIP_CACHE", str(tmp_path))
-    monkeypatch.setattr(text, "_cache_warned", set())
+    monkeypatch.setattr(cache, "_warned", set())
     names = ["ocean", "snow"]
     fresh = class_embeddings(tiny_model, names, templates("clip"))
     entries = sorted((tmp_path / "text").rglob("*.npy"))
@@ -86,12 +86,12 @@ def test_unreadable_cache_entries_are_recomputed_with_one_warning(tiny_model, tm
 
 
 def test_unwritable_cache_still_classifies(tiny_model, tmp_path, monkeypatch):
-    from msclip import text
+    from msclip import cache
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
     monkeypatch.setenv("MSCLIP_CACHE", str(blocker))
-    monkeypatch.setattr(text, "_cache_warned", set())
-    with pytest.warns(UserWarning, match="cannot write the text cache"):
+    monkeypatch.setattr(cache, "_warned", set())
+    with pytest.warns(UserWarning, match="cannot write the text embedding cache"):
         got = class_embeddings(tiny_model, ["ocean"], templates("clip"))
     assert got.shape[0] == 1

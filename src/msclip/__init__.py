@@ -9,6 +9,7 @@ from msclip._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Head": "msclip.adapt",
     "InputOptions": "msclip.data",
     "MSClipError": "msclip.errors",
     "MSClipModel": "msclip.models",
@@ -18,10 +19,12 @@ _EXPORTS = {
     "classify": "msclip.zeroshot",
     "embed": "msclip.zeroshot",
     "list_models": "msclip.models",
+    "load_head": "msclip.adapt",
     "load_model": "msclip.models",
     "read": "msclip.io",
     "register_model": "msclip.models",
     "retrieve": "msclip.zeroshot",
+    "save_head": "msclip.adapt",
     "templates": "msclip.text",
 }
 __all__ = sorted(_EXPORTS)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections import Counter
-from functools import cache, partial
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
 
+from msclip.cache import read_vector, write_vector
 from msclip.errors import MSClipError
-from msclip.io import atomic_write, read_list
+from msclip.io import read_list
 
 TEMPLATE_SETS = ("msclip", "clip", "rs5m")
 
@@ -107,7 +106,7 @@ def class_embeddings(
     normalised again (as CLIP and the reference do). Missing classes are encoded in one batched pass."""
     folder = cache_dir() / "text" / text_fingerprint(model) / _digest("\n".join(template_list))
     files = [folder / f"{_digest(name)}.npy" for name in names]
-    cached = {i: _load_cached(f) for i, f in enumerate(files) if use_cache and f.is_file()}
+    cached = {i: read_vector(f, "text embedding") for i, f in enumerate(files) if use_cache and f.is_file()}
     found = {i: embedding for i, embedding in cached.items() if embedding is not None}
     todo = [i for i in range(len(names)) if i not in found]
     if todo:
@@ -117,40 +116,8 @@ def class_embeddings(
         for i, embedding in zip(todo, averaged, strict=True):
             found[i] = embedding
             if use_cache:
-                _store_cached(files[i], embedding)
+                write_vector(files[i], embedding, "text embedding")
     return torch.stack([found[i] for i in range(len(names))])
-
-
-def _load_cached(path: Path) -> torch.Tensor | None:
-    """A cached class embedding, or None (recomputed) when the entry cannot be read: another user's file,
-    a truncated write from an older version, anything."""
-    try:
-        return torch.from_numpy(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as exc:
-        _warn_cache_once(f"cannot read cached text embedding {path} ({exc}); recomputing")
-        return None
-
-
-def _store_cached(path: Path, embedding: torch.Tensor) -> None:
-    try:
-        atomic_write(path, partial(_save_npy, tensor=embedding))
-    except OSError as exc:
-        _warn_cache_once(f"cannot write the text cache in {path.parent} ({exc}); continuing without it")
-
-
-_cache_warned: set[str] = set()
-
-
-def _warn_cache_once(message: str) -> None:
-    """One warning per run for the cache (a shared cache folder would otherwise warn per class)."""
-    if not _cache_warned:
-        _cache_warned.add(message)
-        warnings.warn(f"msclip cache: {message}", stacklevel=3)
-
-
-def _save_npy(path: str, tensor: torch.Tensor) -> None:
-    with open(path, "wb") as handle:
-        np.save(handle, tensor.numpy())
 
 
 def _digest(text: str) -> str:

@@ -6,7 +6,8 @@ Bad files are reported in ``Result.skipped`` and left out; the rest goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -14,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from msclip.data import ChipDataset, InputOptions, OffsetDecision, chip_loader, warn_offset_decisions
+from msclip.errors import MSClipError
 from msclip.io import iter_paths
 from msclip.models import MSClipModel
 from msclip.runtime import batches
@@ -128,24 +130,31 @@ def embed(model: MSClipModel, inputs: Sequence[str], **kwargs) -> Result:
 def classify(
     model: MSClipModel,
     inputs: Sequence[str],
-    classes: Sequence[str],
+    classes: Sequence[str] | None = None,
     template_set: str | Sequence[str] = "msclip",
     use_cache: bool = True,
+    head=None,
+    transductive: bool = False,
     **kwargs,
 ) -> Result:
     """Zero-shot class probabilities: softmax over 100 x cosine (the model's logit scale) per image.
+
+    ``head`` (a :class:`msclip.Head` or its file, made by ``msclip adapt`` for this model) replaces the
+    text classifier; ``transductive`` refines the probabilities over all inputs together (TransCLIP),
+    starting from the text classifier's or the head's.
 
     Columns: ``image``, ``label`` (top class), one probability column per class, ``filled_fraction``
     (share of nodata pixels that were filled; 0 for complete images), ``boa_offset`` and
     ``boa_offset_source`` (the offset removed and what decided it).
     """
-    names = checked_names(list(classes))
-    prompts = templates(template_set) if isinstance(template_set, str) else list(template_set)
-    classifier = class_embeddings(model, names, prompts, use_cache=use_cache)
+    names, score = class_scorer(model, classes, template_set, use_cache, head)
     skipped: list[tuple[str, str]] = []
     frames = []
-    for batch in embed_batches(model, inputs, skipped=skipped, **kwargs):
-        probabilities = (model.logit_scale * batch.embeddings @ classifier.T).softmax(dim=-1)
+    parts: Iterable[Batch] = embed_batches(model, inputs, skipped=skipped, **kwargs)
+    if transductive:
+        parts, score = _joined(list(parts)), transductive_scorer(score)
+    for batch in parts:
+        probabilities = score(batch.embeddings)
         frame = pd.DataFrame(probabilities.numpy(), columns=names)
         frame.insert(0, "label", [names[i] for i in probabilities.argmax(dim=-1).tolist()])
         frame.insert(0, "image", batch.paths)
@@ -156,6 +165,45 @@ def classify(
     columns = ["image", "label", *names, "filled_fraction", *OFFSET_COLUMNS]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return Result(table[columns], skipped)
+
+
+def class_scorer(model: MSClipModel, classes, template_set, use_cache: bool, head=None):
+    """Class names and embeddings -> probabilities: a few-shot head's, or the zero-shot text classifier's."""
+    if head is not None:
+        from msclip.adapt import load_head
+
+        head = head if hasattr(head, "probabilities") else load_head(head)
+        head.check_model(model)
+        if classes and checked_names(list(classes)) != head.class_names:
+            raise MSClipError(
+                f"the head's classes are {', '.join(head.class_names)}: leave out the class names"
+            )
+        return head.class_names, head.probabilities
+    if not classes:
+        raise MSClipError("give class names, or a head made by msclip adapt")
+    names = checked_names(list(classes))
+    prompts = templates(template_set) if isinstance(template_set, str) else list(template_set)
+    classifier = class_embeddings(model, names, prompts, use_cache=use_cache)
+    return names, lambda embeddings: (model.logit_scale * embeddings @ classifier.T).softmax(dim=-1)
+
+
+def _joined(parts: list[Batch]) -> list[Batch]:
+    """All batches as one (transduction needs every query at once); none when nothing was read."""
+    if not parts:
+        return []
+    merged = {
+        f.name: [value for part in parts for value in getattr(part, f.name)]
+        for f in dataclasses.fields(Batch)
+        if f.name != "embeddings"
+    }
+    return [Batch(embeddings=torch.cat([part.embeddings for part in parts]), **merged)]
+
+
+def transductive_scorer(score):
+    """The TransCLIP refinement of ``score``'s probabilities over the whole batch of embeddings."""
+    from msclip.adapt import transductive_probabilities
+
+    return lambda embeddings: transductive_probabilities(embeddings, score(embeddings))
 
 
 def retrieve(

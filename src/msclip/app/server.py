@@ -50,11 +50,18 @@ def presets() -> dict[str, list[str]]:
 
 
 def create_app(
-    model: MSClipModel, index=None, examples: list[str] | tuple[str, ...] = (), limits: Limits | None = None
+    model: MSClipModel,
+    index=None,
+    examples: list[str] | tuple[str, ...] = (),
+    limits: Limits | None = None,
+    head=None,
 ) -> FastAPI:
-    """The app for ``model``; ``index`` (an opened :class:`msclip.index.EmbeddingIndex`) enables Search."""
+    """The app for ``model``; ``index`` (an opened :class:`msclip.index.EmbeddingIndex`) enables Search;
+    ``head`` (a :class:`msclip.Head` made for ``model``) classifies into its classes instead of typed ones."""
     if index is not None and index.model_name and index.model_name != model.spec.name:
         raise MSClipError(f"the index holds {index.model_name} embeddings but the app runs {model.spec.name}")
+    if head is not None:
+        head.check_model(model)
     limits = limits or Limits()
     examples_by_name = {Path(p).name: str(p) for p in examples}
     results: OrderedDict[str, pd.DataFrame] = OrderedDict()
@@ -103,11 +110,12 @@ def create_app(
             "examples": sorted(examples_by_name),
             "index": None if index is None else {"count": len(index), "model": index.model_name},
             "limits": {"max_file_mb": limits.max_file_mb, "max_files": limits.max_files},
+            "head": None if head is None else {"method": head.method, "classes": head.class_names},
         }
 
     @app.post("/api/classify")
     def classify_images(
-        classes: str = Form(...),
+        classes: str = Form(""),
         files: list[UploadFile] = File(default=[]),  # noqa: B008 - FastAPI's way to declare form parts
         examples: list[str] = Form(default=[]),  # noqa: B008
         templates: str = Form("msclip"),
@@ -115,7 +123,9 @@ def create_app(
         boa_offset: str = Form("auto"),
     ) -> dict:
         files = [f for f in files if f.filename]  # an empty file input sends a nameless part
-        names = _class_list(classes, limits)
+        if head is None and not classes:
+            raise MSClipError("missing form field: classes (or start the app with --head)")
+        names = head.class_names if head is not None else _class_list(classes, limits)
         options = _input_options(layout, boa_offset)
         if templates not in TEMPLATE_SETS:  # a file name here would read a server path
             raise MSClipError(f"unknown template set {templates!r}; use {', '.join(TEMPLATE_SETS)}")
@@ -136,7 +146,15 @@ def create_app(
             if not shown:
                 return {"classes": names, "results": [], "errors": errors, "csv": None}
             with model_lock:
-                result = classify(model, list(shown), names, templates, options=options, workers=0)
+                result = classify(
+                    model,
+                    list(shown),
+                    None if head else names,
+                    templates,
+                    head=head,
+                    options=options,
+                    workers=0,
+                )
         errors += [
             {"image": shown[path][0].name, "message": for_page(m, shown[path][0])}
             for path, m in result.skipped

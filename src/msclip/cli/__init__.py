@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "msclip.cli.caption",
     "msclip.cli.train",
     "msclip.cli.scenes",
+    "msclip.cli.adapt",
 )
 
 #: The extra each command needs beyond the core install (embed needs [scenes] only for whole scenes).

@@ -14,6 +14,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--examples", nargs="+", help="chips (files, folders, globs) offered as examples in the page"
     )
+    p.add_argument("--head", help="few-shot head (msclip adapt) to classify with, instead of typed classes")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=64.0, help="largest file accepted per upload")
@@ -39,8 +40,14 @@ def run_app(args: argparse.Namespace) -> int:
         from msclip.index import open_index
 
         index = open_index(args.index)
+    head = None
+    if args.head:
+        from msclip.adapt import load_head
+
+        head = load_head(args.head)
     model = load_model_from(args)
-    app = create_app(model, index, examples, Limits(max_file_mb=args.max_upload_mb, max_files=args.max_files))
+    limits = Limits(max_file_mb=args.max_upload_mb, max_files=args.max_files)
+    app = create_app(model, index, examples, limits, head=head)
     print(f"msclip app: http://{args.host}:{args.port}  (model {model.spec.name}; Ctrl+C stops it)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

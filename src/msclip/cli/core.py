@@ -16,13 +16,20 @@ from msclip.cli.common import (
     stream_options_from,
 )
 from msclip.cli.scenes import add_window_options
+from msclip.errors import MSClipError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("classify", help="zero-shot classification of images")
     add_input_options(p)
-    p.add_argument("--classes", nargs="+", required=True, help="class names, or one .txt/.yaml file")
+    p.add_argument("--classes", nargs="+", help="class names, or one .txt/.yaml file (not with --head)")
     p.add_argument("--templates", default="msclip", help="msclip, clip, rs5m, or a .txt/.yaml file")
+    p.add_argument("--head", help="few-shot head from msclip adapt (.safetensors), instead of --classes")
+    p.add_argument(
+        "--transductive",
+        action="store_true",
+        help="refine over all inputs together (TransCLIP, training-free)",
+    )
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached class embeddings")
     p.add_argument("--output", help=".csv, .parquet or .json")
     add_model_options(p)
@@ -66,12 +73,29 @@ def run_classify(args: argparse.Namespace) -> int:
     from msclip.zeroshot import classify
 
     _check_inputs(args)
-    names, prompts = class_names(args.classes), templates(args.templates)
+    if bool(args.classes) == bool(args.head):
+        raise MSClipError("give either --classes (zero-shot) or --head (from msclip adapt)")
+    if args.head:
+        from msclip.adapt import load_head
+
+        head, names, prompts = load_head(args.head), None, args.templates
+    else:
+        head, names, prompts = None, class_names(args.classes), templates(args.templates)
     model = load_model_from(args)
     result = classify(
-        model, args.inputs, names, prompts, use_cache=not args.no_cache, **stream_options_from(args)
+        model,
+        args.inputs,
+        names,
+        prompts,
+        use_cache=not args.no_cache,
+        head=head,
+        transductive=args.transductive,
+        **stream_options_from(args),
     )
-    return _finish(result, args.output, "zero-shot classification", short_paths=True)
+    title = f"{head.method} head" if head else "zero-shot classification"
+    if args.transductive:
+        title += ", transductive"
+    return _finish(result, args.output, title, short_paths=True)
 
 
 def run_retrieve(args: argparse.Namespace) -> int:

@@ -35,6 +35,15 @@ def register(subparsers) -> None:
     )
     p.add_argument("--templates", default="msclip", help="msclip, clip, rs5m, or a .txt/.yaml file")
     p.add_argument("--random-init", action="store_true", help="random weights (smoke tests, speed runs)")
+    group = p.add_argument_group("few-shot curves (instead of the zero-shot benchmark)")
+    group.add_argument("--shots", nargs="+", type=int, help="shots per class, e.g. 1 2 4 8 16")
+    group.add_argument(
+        "--methods",
+        nargs="+",
+        default=["zero-shot", "linear-probe", "tip-adapter"],
+        help="zero-shot, linear-probe, tip-adapter, tip-adapter-f, knn",
+    )
+    group.add_argument("--seeds", type=int, default=3, help="draws of the shots (mean and std over them)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached class embeddings")
     p.add_argument(
         "--reference-band-order",
@@ -59,6 +68,8 @@ def register(subparsers) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.shots:
+        return run_few_shot_curves(args)
     from msclip.cli.common import input_options_from, show_table
     from msclip.evaluation import run_benchmark, write_outputs
     from msclip.evaluation.report import headline_table
@@ -99,3 +110,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print("msclip: error: no dataset could be evaluated", file=sys.stderr)
         return 1
     return 3 if run.missing or skipped else 0
+
+
+def run_few_shot_curves(args: argparse.Namespace) -> int:
+    from msclip.adapt import METHODS
+    from msclip.cli.common import input_options_from, show_table
+    from msclip.errors import MSClipError
+    from msclip.evaluation.fewshot import ZERO_SHOT, run_few_shot, write_few_shot_outputs
+
+    unknown = [m for m in args.methods if m not in METHODS and m != ZERO_SHOT]
+    if unknown:
+        raise MSClipError(f"unknown method(s) {', '.join(unknown)}; use {ZERO_SHOT}, {', '.join(METHODS)}")
+    if min(args.shots) < 1 or args.seeds < 1:
+        raise MSClipError("--shots and --seeds must be at least 1")
+    runs, missing = run_few_shot(
+        args.models,
+        args.datasets,
+        args.data_dir,
+        args.templates,
+        sorted(set(args.shots)),
+        args.methods,
+        args.seeds,
+        random_init=args.random_init,
+        device=args.device,
+        precision=args.precision,
+        options=input_options_from(args),
+        use_cache=not args.no_cache,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=True,
+    )
+    for message in missing:
+        print(f"msclip: skipped {message}", file=sys.stderr)
+    if runs.empty:
+        print("msclip: error: no dataset could be evaluated", file=sys.stderr)
+        return 1
+    summary = write_few_shot_outputs(runs, args.output)
+    show_table(summary, "few-shot accuracy (mean, std over seeds)", max_rows=60)
+    print(f"wrote few_shot.csv, few_shot_runs.csv, summary.md and curves to {args.output}")
+    return 3 if missing else 0

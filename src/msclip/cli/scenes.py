@@ -26,8 +26,10 @@ HIT_SUFFIXES = (".geojson", ".parquet", ".csv", ".json")
 def register(subparsers) -> None:
     p = subparsers.add_parser("map", help="zero-shot class map of a whole scene (COG + window footprints)")
     add_input_options(p)
-    p.add_argument("--classes", nargs="+", required=True, help="class names, or one .txt/.yaml file")
+    p.add_argument("--classes", nargs="+", help="class names, or one .txt/.yaml file (not with --head)")
     p.add_argument("--templates", default="msclip", help="msclip, clip, rs5m, or a .txt/.yaml file")
+    p.add_argument("--head", help="few-shot head from msclip adapt (.safetensors), instead of --classes")
+    p.add_argument("--transductive", action="store_true", help="refine over all windows together (TransCLIP)")
     p.add_argument(
         "--output", required=True, help="map GeoTIFF (COG): one probability band per class + argmax"
     )
@@ -153,8 +155,15 @@ def run_map(args: argparse.Namespace) -> int:
         raise MSClipError("msclip map takes one scene")
     if not args.output.lower().endswith((".tif", ".tiff")):
         raise MSClipError(f"the map is a GeoTIFF: give --output a .tif name, not {args.output}")
+    if bool(args.classes) == bool(args.head):
+        raise MSClipError("give either --classes (zero-shot) or --head (from msclip adapt)")
+    head = None
+    if args.head:
+        from msclip.adapt import load_head
+
+        head = load_head(args.head)
     options = input_options_from(args)
-    names = class_names(args.classes)
+    names = class_names(args.classes) if args.classes else None
     try:
         scene = open_scene(args.inputs[0], options.layout, list(options.bands) if options.bands else None)
     except SkippedImage as exc:  # the one input is unusable: nothing to write, reported as a skip
@@ -167,6 +176,8 @@ def run_map(args: argparse.Namespace) -> int:
         names,
         args.templates,
         use_cache=not args.no_cache,
+        head=head,
+        transductive=args.transductive,
         options=options,
         windows=job.windows,
         batch_size=job.batch_size,

@@ -58,7 +58,7 @@ class SampleDataset(Dataset):
 
 @dataclass
 class Scores:
-    """Logits of the images that could be read, their sample indices, and the skipped ones."""
+    """Logits (or embeddings) of the images that could be read, their sample indices, and the skipped ones."""
 
     logits: np.ndarray
     indices: list[int]
@@ -85,10 +85,27 @@ def score(
     progress: bool = False,
 ) -> Scores:
     """Logits (images, classes) = 100 x cosine(image, class embedding), in the set's fixed sample order."""
+    scores = embed_set(model, dataset, options, batch_size, workers, progress)
+    if not scores.indices:
+        scores.logits = np.empty((0, len(dataset.classes)), dtype=np.float32)
+    else:
+        scores.logits = (LOGIT_FACTOR * torch.from_numpy(scores.logits) @ classifier.T).numpy()
+    return scores
+
+
+def embed_set(
+    model: MSClipModel,
+    dataset: EvalSet,
+    options: InputOptions | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Scores:
+    """Image embeddings (images, D) of the set's readable samples, in its fixed sample order."""
     options = options or InputOptions()
     samples = SampleDataset(dataset, model.bands, model.transform, options)
     loader = chip_loader(samples, model.device, batch_size, workers)
-    logits: list[np.ndarray] = []
+    embeddings: list[np.ndarray] = []
     indices: list[int] = []
     skipped: list[tuple[str, str]] = []
     with tqdm(
@@ -97,10 +114,10 @@ def score(
         for batch in batches(loader):
             skipped.extend((dataset.samples[i].name, message) for i, message in batch["errors"])
             if batch["image"] is not None:
-                logits.append((LOGIT_FACTOR * model.encode_image(batch["image"]) @ classifier.T).numpy())
+                embeddings.append(model.encode_image(batch["image"]).numpy())
                 indices.extend(batch["index"])
             bar.update(len(batch["index"]) + len(batch["errors"]))
-    matrix = np.concatenate(logits) if logits else np.empty((0, len(dataset.classes)), dtype=np.float32)
+    matrix = np.concatenate(embeddings) if embeddings else np.empty((0, 0), dtype=np.float32)
     return Scores(matrix, indices, skipped)
 
 

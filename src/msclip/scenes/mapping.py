@@ -8,13 +8,14 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import rasterio
+import torch
 from rasterio import Affine
 
 from msclip.io import atomic_write
 from msclip.models import MSClipModel
 from msclip.scenes.embed import WindowBatch, scan_scene
 from msclip.scenes.source import Scene
-from msclip.text import checked_names, class_embeddings, templates
+from msclip.zeroshot import class_scorer, transductive_scorer
 
 
 @dataclass
@@ -37,23 +38,29 @@ class SceneMap:
 def map_scene(
     model: MSClipModel,
     scene: Scene,
-    classes: Sequence[str],
+    classes: Sequence[str] | None = None,
     template_set: str | Sequence[str] = "msclip",
     use_cache: bool = True,
+    head=None,
+    transductive: bool = False,
     **kwargs,
 ) -> SceneMap:
-    """Zero-shot probabilities of ``classes`` for every window, as :func:`msclip.classify` scores a chip."""
-    names = checked_names(list(classes))
-    prompts = templates(template_set) if isinstance(template_set, str) else list(template_set)
-    classifier = class_embeddings(model, names, prompts, use_cache=use_cache)
+    """Probabilities of ``classes`` for every window, as :func:`msclip.classify` scores a chip (zero-shot,
+    with a few-shot ``head``, and ``transductive`` over all the scene's windows at once)."""
+    names, score = class_scorer(model, classes, template_set, use_cache, head)
     scores: dict[int, np.ndarray] = {}
+    kept: dict[int, torch.Tensor] = {}
 
-    def score(batch: WindowBatch) -> None:
-        if batch.kept:
-            probabilities = (model.logit_scale * batch.embeddings @ classifier.T).softmax(dim=-1)
-            scores.update(zip(batch.kept, probabilities.numpy(), strict=True))
+    def collect(batch: WindowBatch) -> None:
+        if batch.kept and transductive:
+            kept.update(zip(batch.kept, batch.embeddings, strict=True))
+        elif batch.kept:
+            scores.update(zip(batch.kept, score(batch.embeddings).numpy(), strict=True))
 
-    grid, windows = scan_scene(model, scene, score, **kwargs)
+    grid, windows = scan_scene(model, scene, collect, **kwargs)
+    if kept:
+        probabilities = transductive_scorer(score)(torch.stack(list(kept.values())))
+        scores.update(zip(kept, probabilities.numpy(), strict=True))
     probabilities = np.full((len(grid), len(names)), np.nan, dtype=np.float32)
     if scores:
         probabilities[list(scores)] = np.stack(list(scores.values()))

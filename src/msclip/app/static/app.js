@@ -60,6 +60,11 @@ async function start() {
     label.append(element("input", { type: "checkbox", name: "examples", value: name }), name);
     examples.append(label);
   }
+  if (info.head) { // a few-shot head fixes the classes
+    $("classes").value = info.head.classes.join("\n");
+    $("classes").readOnly = true;
+    $("preset").disabled = true;
+  }
   if (info.index) {
     footprints = (await (await fetch("/api/footprints")).json()).features;
   } else {
