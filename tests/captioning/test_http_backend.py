@@ -42,12 +42,10 @@ class ChatServer:
                     action = server.script.pop(0) if server.script else "ok"
                     server.in_flight += 1
                     server.peak = max(server.peak, server.in_flight)
-                try:
-                    time.sleep(server.delay + (1.0 if action == "slow" else 0))
-                    server.reply(self, action, body)
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                time.sleep(server.delay + (1.0 if action == "slow" else 0))
+                with server.lock:  # done before the reply: a client that got it may send the next at once
+                    server.in_flight -= 1
+                server.reply(self, action, body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
