@@ -136,8 +136,9 @@ def _unusable_rows(table, image_column: str, caption_column: str) -> dict[int, s
 class CaptionedChips(Dataset):
     """(epoch, index) -> {"image": tensor, "caption": str}: one caption drawn per epoch, augmented image.
 
-    A chip that cannot be used is reported and replaced by the next usable one, so batches keep their
-    size (all ranks must gather equal-sized features).
+    A chip that cannot be used is reported and, in training, replaced by the next usable one, so batches
+    keep their size (all ranks must gather equal-sized features). Without augmentation (validation) it is
+    left out instead: a replacement would count another pair twice in the metrics.
     """
 
     def __init__(self, source, bands, transform, options: InputOptions, indices=None, seed=0, augment=True):
@@ -150,8 +151,9 @@ class CaptionedChips(Dataset):
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        skipped = []
-        for attempt in range(min(len(self), MAX_REPLACEMENTS)):
+        skipped: list[str] = []
+        attempts = min(len(self), MAX_REPLACEMENTS) if self.augment else 1
+        for attempt in range(attempts):
             position = (index + attempt) % len(self)
             try:
                 raster, captions = self.source.load(self.indices[position])
@@ -164,14 +166,18 @@ class CaptionedChips(Dataset):
             image = self.transform(array, rng) if self.augment else self.transform(array)
             caption = captions[int(rng.integers(len(captions)))] if self.augment else captions[0]
             return {"image": image, "caption": caption, "captions": captions, "skipped": skipped}
+        if not self.augment:
+            return {"image": None, "caption": None, "captions": [], "skipped": skipped}
         raise MSClipError(f"{len(skipped)} unusable chips in a row, e.g. {skipped[0] if skipped else 'none'}")
 
 
 def collate(records: list[dict]) -> dict:
+    """Stack the usable records (validation leaves unusable ones out); every skip is kept for the report."""
+    good = [r for r in records if r["image"] is not None]
     return {
-        "image": torch.stack([r["image"] for r in records]),
-        "caption": [r["caption"] for r in records],
-        "captions": [r["captions"] for r in records],
+        "image": torch.stack([r["image"] for r in good]) if good else None,
+        "caption": [r["caption"] for r in good],
+        "captions": [r["captions"] for r in good],
         "skipped": [s for r in records for s in r["skipped"]],
     }
 

@@ -313,12 +313,16 @@ class Trainer:
             texts: list[str] = []
             owners: list[int] = []
             for batch in loader:
+                self.skipped.extend(s for s in batch["skipped"] if s not in self.skipped)
+                if batch["image"] is None:
+                    continue
                 for captions in batch["captions"]:
                     owners.extend([owners[-1] + 1 if owners else 0] * len(captions))
                     texts.extend(captions)
                 images.append(self.model.encode_image(batch["image"]))
-            text_features = self.model.encode_text(texts)
-            metrics = retrieval_recall(torch.cat(images), text_features, torch.tensor(owners))
+            if images:  # every held-out chip may be unusable (each is named in the report)
+                text_features = self.model.encode_text(texts)
+                metrics = retrieval_recall(torch.cat(images), text_features, torch.tensor(owners))
         if self.env.is_main and self.config.zeroshot:
             metrics.update(self._zeroshot())
         self.clip.train()
