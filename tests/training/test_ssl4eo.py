@@ -96,3 +96,16 @@ def test_trains_on_ssl4eo(ssl4eo, tiny_config):
     trainer = Trainer(config, progress=False)
     assert trainer.run()["exported"].endswith("model.pt")
     assert load_model("msclip-tiny", trainer.output / "model.pt", device="cpu").bands == trainer.model.bands
+
+
+def test_caption_rows_without_a_pair_are_counted_and_named(ssl4eo, tmp_path):
+    folder, _ = ssl4eo
+    table = pd.read_csv(folder / "captions.csv", dtype=str)
+    blank = pd.DataFrame([{"sample_id": "0000042", "time": "1", "caption": "  "}])
+    pd.concat([table, blank]).to_csv(tmp_path / "captions.csv", index=False)
+    source = SSL4EOSource(folder, tmp_path / "captions.csv")
+    assert source.dropped == [
+        "1 caption row(s) left out (blank caption): captions.csv row 7",
+        "1 caption row(s) left out (no sample and timestamp of the data match): captions.csv row 6",
+    ]
+    assert all("  " not in c for *_, captions in source.entries for c in captions)

@@ -66,11 +66,17 @@ def read_captions(path: str | Path) -> pd.DataFrame:
             raise MSClipError(f"{path}: caption table needs one of the columns {', '.join(candidates)}")
         return found
 
+    captions = table[pick(CAPTION_COLUMNS)]
     out = pd.DataFrame(
         {
             "sample_id": table[pick(SAMPLE_COLUMNS)].astype(str),
             "time": table[pick(TIME_COLUMNS)].astype(str),
-            "caption": table[pick(CAPTION_COLUMNS)].astype(str),
+            "caption": captions.astype(str),
+            # where a row came from, for reports (the first data row is row 2, as a spreadsheet shows it)
+            "row": [
+                f"{f.name} row {i + 2}" for f, t in zip(files, tables, strict=True) for i in range(len(t))
+            ],
+            "blank": captions.isna() | (captions.astype(str).str.strip() == ""),
         }
     )
     file_column = pick(FILE_COLUMNS, required=False)
@@ -96,11 +102,15 @@ class SSL4EOSource:
         self.files = zarr_files(data)
         table = read_captions(captions)
         self.entries: list[tuple[int, int, int, list[str]]] = []
+        self._used: set[int] = set()
+        usable = table[~table["blank"]]
         for file_index, file in enumerate(self.files):
             with open_zarr(file) as ds:
-                self._index(file_index, file, ds, table)
+                self._index(file_index, file, ds, usable)
         if not self.entries:
             raise MSClipError(f"no caption in {captions} matches a sample and timestamp of {data}")
+        #: caption rows that give no training pair, counted and named (a few row numbers as examples)
+        self.dropped = _unmatched_report(table, self._used)
         self._open: dict[int, Any] = {}  # xarray Datasets
 
     def _index(self, file_index: int, file: Path, ds, table: pd.DataFrame) -> None:
@@ -114,7 +124,9 @@ class SSL4EOSource:
             if group is None:
                 continue
             for time_index, keys in enumerate(_time_keys(ds[time_name].values[sample_index])):
-                captions = group.loc[group["time"].isin(keys), "caption"].tolist()
+                matched = group[group["time"].isin(keys)]
+                self._used.update(matched.index)
+                captions = matched["caption"].tolist()
                 if captions:
                     self.entries.append((file_index, sample_index, time_index, captions))
 
@@ -141,3 +153,16 @@ class SSL4EOSource:
             tags={"BOA_ADD_OFFSET": str(offset)},
         )
         return raster, captions
+
+
+def _unmatched_report(table: pd.DataFrame, used: set[int]) -> list[str]:
+    """One line per kind of unusable caption row: blank ones, and ones matching no sample and timestamp."""
+    lines = []
+    blank = table[table["blank"]]
+    unmatched = table[~table["blank"] & ~table.index.isin(list(used))]
+    for rows, why in ((blank, "blank caption"), (unmatched, "no sample and timestamp of the data match")):
+        if len(rows):
+            examples = ", ".join(rows["row"].head(5))
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            lines.append(f"{len(rows)} caption row(s) left out ({why}): {examples}{more}")
+    return lines
