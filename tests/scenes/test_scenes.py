@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from rasterio import Affine
@@ -212,3 +213,17 @@ def test_a_scene_whose_visible_bands_cannot_be_read_is_decided_by_its_date(tmp_p
     scene = open_scene(str(folder))  # dated, untagged: its data will be looked at
     (folder / "T22JGT_B02_10m.tif").write_bytes(b"not a GeoTIFF any more")
     assert scene_offset(scene, InputOptions()) == OffsetDecision(BOA_OFFSET, "date")
+
+
+def test_a_stac_item_whose_files_are_missing_is_a_named_skip(tmp_path):
+    import pystac
+
+    from msclip.errors import SkippedImage
+
+    item = pystac.Item("T22JGT", None, None, pd.Timestamp("2023-06-01", tz="UTC").to_pydatetime(), {})
+    for key in ("blue", "green", "red"):
+        item.add_asset(key, pystac.Asset(str(tmp_path / f"gone_{key}.tif")))
+    item.save_object(dest_href=str(tmp_path / "item.json"), include_self_link=False)
+    with pytest.raises(SkippedImage, match="item.json: cannot read") as skipped:
+        open_scene(str(tmp_path / "item.json"))
+    assert "\n" not in str(skipped.value)
