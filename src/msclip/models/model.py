@@ -146,7 +146,7 @@ def load_model(
     then index search) use the same model.
     """
     from msclip.models.openclip_import import open_clip_for
-    from msclip.runtime import resolve_precision, use_all_cores
+    from msclip.runtime import fit_threads_to_cores, resolve_precision
 
     spec = spec_for(name, tuple(bands) if bands else None, pretrained)
     open_clip = open_clip_for(spec.arch)
@@ -155,7 +155,7 @@ def load_model(
         raise MSClipError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     precision = resolve_precision(precision, device, backend)  # type: ignore[assignment]
     if device == "cpu":
-        use_all_cores()
+        fit_threads_to_cores()
     if precision == "fp16" and device == "cpu":
         raise MSClipError("fp16 needs a GPU; on the CPU use --precision bf16")
     if checkpoint is None and spec.hf_hub_id and not random_init:
