@@ -137,7 +137,7 @@ def load_model(
 
     ``precision="auto"`` is bf16 where the device computes it natively (CPUs with AVX512_BF16 or AMX,
     CUDA GPUs with bf16), fp32 elsewhere; the model's ``precision`` says which. bf16 casts the weights (both
-    towers): against bf16 autocast it agreed as well with fp32 and ran 2.6x faster (README).
+    towers): against bf16 autocast it agreed as well with fp32 and ran ~2x faster (README).
 
     Weights come from ``checkpoint`` (official layout, open_clip keys or safetensors), else the model's
     Hugging Face file, else its open_clip pretrained tag (widened when the bands are not RGB), else
