@@ -108,9 +108,9 @@ def serial_torch_in_this_thread() -> None:
 def prefetch(iterable: Iterable, depth: int = 2) -> Iterator:
     """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead of the consumer.
 
-    torch runs on one core in that thread (:func:`serial_torch_in_this_thread`). An exception in the thread is
-    raised in the consumer; closing the iterator early stops the thread, and
-    a generator's clean-up (``finally``) runs in the thread, where thread-bound resources were opened.
+    torch runs on one core in that thread (:func:`serial_torch_in_this_thread`). An exception in the thread
+    is raised in the consumer; closing the iterator early stops the thread, and a generator's clean-up
+    (``finally``) runs in the thread, where thread-bound resources (GDAL environments) were opened.
     """
     items: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
