@@ -146,3 +146,17 @@ def test_the_reader_thread_computes_on_one_core_and_leaves_the_others_alone():
     thread.start()
     thread.join()
     assert seen == [1] and torch.get_num_threads() == cores and later == [cores]
+
+
+def test_torch_threads_never_exceed_the_usable_cores(monkeypatch):
+    cores = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 1)
+    try:
+        load_model("msclip-tiny", device="cpu")
+        assert torch.get_num_threads() == 1
+        monkeypatch.setattr(runtime, "usable_cores", lambda: cores + 8)
+        runtime.fit_threads_to_cores()
+        assert torch.get_num_threads() == 1  # more cores than threads: torch's own choice stands
+    finally:
+        torch.set_num_threads(cores)

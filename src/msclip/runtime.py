@@ -3,8 +3,7 @@ how reading shares the cores with the model.
 
 On a few cores, DataLoader worker processes take the cores the model needs (2 cores: 3 img/s with 4
 workers against 8+ without), so chips are read in one background thread, a batch or two ahead, while torch
-computes on every core (it releases the GIL while it does); worker processes are used only where cores are
-plentiful.
+computes (it releases the GIL while it does); worker processes are used only where cores are plentiful.
 """
 
 from __future__ import annotations
@@ -61,11 +60,16 @@ def resolve_precision(precision: str, device: str, backend: str = "torch") -> st
     return "bf16" if backend == "torch" and native_bf16(device) else "fp32"
 
 
-def use_all_cores() -> None:
-    """Let torch compute on every usable core, unless OMP_NUM_THREADS says how many."""
+def fit_threads_to_cores() -> None:
+    """Keep torch's threads within the cores this process may use (unless OMP_NUM_THREADS says how many).
+
+    torch starts one thread per physical core of the machine, which a container or a batch job's CPU set
+    may not grant: more threads than cores stall its parallel products. Below that, torch's own choice
+    stands (one per physical core beats one per hyper-thread for dense products).
+    """
     import torch
 
-    if not os.environ.get("OMP_NUM_THREADS") and torch.get_num_threads() != usable_cores():
+    if not os.environ.get("OMP_NUM_THREADS") and torch.get_num_threads() > usable_cores():
         torch.set_num_threads(usable_cores())
 
 
@@ -104,9 +108,9 @@ def serial_torch_in_this_thread() -> None:
 def prefetch(iterable: Iterable, depth: int = 2) -> Iterator:
     """Iterate ``iterable`` in a background thread, up to ``depth`` items ahead of the consumer.
 
-    torch runs on one core in that thread (:func:`serial_torch_in_this_thread`). An exception in the thread is
-    raised in the consumer; closing the iterator early stops the thread, and
-    a generator's clean-up (``finally``) runs in the thread, where thread-bound resources were opened.
+    torch runs on one core in that thread (:func:`serial_torch_in_this_thread`). An exception in the thread
+    is raised in the consumer; closing the iterator early stops the thread, and a generator's clean-up
+    (``finally``) runs in the thread, where thread-bound resources (GDAL environments) were opened.
     """
     items: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()

@@ -160,10 +160,10 @@ def load_model(
 
     ``precision="auto"`` is bf16 where the device computes it natively (CPUs with AVX512_BF16 or AMX,
     CUDA GPUs with bf16), fp32 elsewhere; the model's ``precision`` says which. bf16 casts the weights (both
-    towers): against bf16 autocast it agreed as well with fp32 and ran 2.6x faster (README).
+    towers): against bf16 autocast it agreed as well with fp32 and ran ~2x faster (README).
     """
     from msclip.models.openclip_import import open_clip_for
-    from msclip.runtime import resolve_precision, use_all_cores
+    from msclip.runtime import fit_threads_to_cores, resolve_precision
 
     spec = resolve_spec(name, checkpoint, tuple(bands) if bands else None, pretrained)
     open_clip = open_clip_for(spec.arch)
@@ -172,7 +172,7 @@ def load_model(
         raise MSClipError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     precision = resolve_precision(precision, device, backend)  # type: ignore[assignment]
     if device == "cpu":
-        use_all_cores()
+        fit_threads_to_cores()
     if precision == "fp16" and device == "cpu":
         raise MSClipError("fp16 needs a GPU; on the CPU use --precision bf16")
     given = checkpoint
