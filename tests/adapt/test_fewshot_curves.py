@@ -223,3 +223,16 @@ def test_evaluate_shots_draws_from_the_published_training_split_and_says_where_s
     summary = (out / "summary.md").read_text()
     assert "Shots from: train split (eurosat-train.txt)" in summary
     assert "Shots from: test split, held out per seed (no train split found)" in summary
+
+
+def test_a_training_list_naming_no_image_on_disk_is_reported_and_the_test_split_is_used(tmp_path, capsys):
+    from tests.evaluation import layouts
+
+    layouts.eurosat_ms(tmp_path / "data" / "EuroSATallBands")
+    (tmp_path / "data" / "EuroSATallBands" / "eurosat-train.txt").write_text("Gone_1.jpg\n")
+    args = ["evaluate", "--data-dir", str(tmp_path / "data"), "--datasets", "eurosat-ms", "--models",
+            "msclip-tiny", "--device", "cpu", "--workers", "0", "--shots", "1", "--methods", "zero-shot",
+            "knn", "--seeds", "1", "--output", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 3
+    assert "training split: eurosat-ms: no class folders with images" in capsys.readouterr().err
+    assert "no train split found" in (tmp_path / "out" / "summary.md").read_text()

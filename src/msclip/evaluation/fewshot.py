@@ -269,8 +269,10 @@ def run_few_shot(
             train_sets[found[-1].name] = resolve(
                 entry, Path(data_dir), options.layout, options.bands, "train"
             )
-        except MissingSplit:
+        except MissingDataset as exc:  # no training split, or its list names no image on disk
             train_sets[found[-1].name] = None
+            if not isinstance(exc, MissingSplit):
+                missing.append(f"training split: {exc}; shots drawn from the test split")
     sources = {d.name: shot_sources(d, train_sets[d.name]) for d in found}
     unsupported = [m for m in methods if m not in MULTI_LABEL_METHODS]
     if unsupported and any(d.task != "single" for d in found):
