@@ -48,7 +48,8 @@ def eurosat_ms(root: Path, nested: bool = True, split: bool = True, train: bool 
         array = l2a_to(read_array(chip), "EuroSAT")
         name = EUROSAT_CLASSES[c % len(EUROSAT_CLASSES)]
         for i in range(4 if split and train else 2):
-            path = base / name / f"{name}_{c * 4 + i + 1}.tif"
+            number = c * 2 + i + 1 if i < 2 else 100 + c * 2 + i  # the first two crops keep their names
+            path = base / name / f"{name}_{number}.tif"
             path.parent.mkdir(parents=True, exist_ok=True)
             write_geotiff(path, np.ascontiguousarray(crop(array, i, 64)), like=chip)
             if i == 0 or not split:
