@@ -236,3 +236,17 @@ def test_a_training_list_naming_no_image_on_disk_is_reported_and_the_test_split_
     assert main(args) == 3
     assert "training split: eurosat-ms: no class folders with images" in capsys.readouterr().err
     assert "no train split found" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_a_set_with_too_few_images_per_class_is_named_and_skipped_not_a_crash(tmp_path, capsys):
+    """METER-ML here: 5 images over 4 classes, no training split; 2 shots + 1 test image fit no class."""
+    from tests.evaluation import layouts
+
+    layouts.eurosat_ms(tmp_path / "data" / "EuroSATallBands")
+    layouts.meter_ml(tmp_path / "data" / "METERML_MS", train=False)
+    args = ["evaluate", "--data-dir", str(tmp_path / "data"), "--datasets", "eurosat-ms", "meterml-ms",
+            "--models", "msclip-tiny", "--device", "cpu", "--workers", "0", "--shots", "2", "--methods",
+            "zero-shot", "knn", "--seeds", "1", "--output", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 3
+    assert "meterml-ms: no class has the 3 labelled images that 2 shots need" in capsys.readouterr().err
+    assert set(pd.read_csv(tmp_path / "out" / "few_shot.csv")["dataset"]) == {"eurosat-ms"}

@@ -51,17 +51,20 @@ def few_shot_accuracies(
     seed's remaining images are its test set. ``classes`` records how many classes were drawn."""
     from msclip.adapt import fit_head
     from msclip.adapt.methods import Shots
+    from msclip.errors import MSClipError
 
     most = max(shots)
     rows = []
     for seed in range(seeds):
         order = shot_order(labels, len(text), seed)
+        needed = most if test_set is not None else most + 1  # + one test image when held out
+        usable = [c for c in range(len(text)) if len(order[c]) >= needed]
+        if not usable:
+            raise MSClipError(f"no class has the {needed} labelled images that {most} shots need")
         if test_set is None:
-            usable = [c for c in range(len(text)) if len(order[c]) > most]
             held_out = np.concatenate([order[c][most:] for c in usable])
             test_features, truth = features[held_out], torch.as_tensor(labels[held_out])
         else:
-            usable = [c for c in range(len(text)) if len(order[c]) >= most]
             test_features, truth = test_set[0], torch.as_tensor(test_set[1])
 
         def accuracy(probabilities: torch.Tensor, truth=truth) -> float:
@@ -312,10 +315,14 @@ def run_few_shot(
                 (torch.from_numpy(e.logits), s.targets(e.indices))
                 for s, e in zip(splits, embedded, strict=True)
             ]
-            if len(labelled) == 1:  # no training split: shots held out of the test split per seed
-                runs = curves(*labelled[0], text, shots, methods, seeds)
-            else:
-                runs = curves(*labelled[1], text, shots, methods, seeds, test_set=labelled[0])
+            try:
+                if len(labelled) == 1:  # no training split: shots held out of the test split per seed
+                    runs = curves(*labelled[0], text, shots, methods, seeds)
+                else:
+                    runs = curves(*labelled[1], text, shots, methods, seeds, test_set=labelled[0])
+            except MSClipError as exc:
+                missing.append(f"{model.spec.name} / {dataset.name}: {exc}")
+                continue
             frames.append(runs.assign(model=model.spec.name, dataset=dataset.name))
     columns = ["model", "dataset", "method", "shots", "seed", "classes", "metric", "score"]
     runs = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
