@@ -1,5 +1,7 @@
 """evaluate --shots: seeded draws of shots, disjoint from the test images; curves rise with the shots."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,3 +146,107 @@ def test_evaluate_shots_on_a_multi_label_set_reports_map_and_methods_without_a_m
     summary = pd.read_csv(tmp_path / "out" / "few_shot.csv")
     assert set(summary["metric"]) == {"mAP"} and set(summary["method"]) == {"zero-shot", "linear-probe"}
     assert "tip-adapter-f: no multi-label form" in capsys.readouterr().err
+
+
+def test_with_a_training_split_shots_come_only_from_it_and_the_whole_test_split_is_scored(monkeypatch):
+    import msclip.adapt
+
+    features, labels, text = synthetic_set(per_class=40)
+    train_rows, test_rows = np.arange(0, len(labels), 2), np.arange(1, len(labels), 2)
+    test_set = (features[test_rows], labels[test_rows])
+    drawn: list[torch.Tensor] = []
+    fit_head = msclip.adapt.fit_head
+
+    def recording_fit_head(shots, *args, **kwargs):
+        drawn.append(shots.features)
+        return fit_head(shots, *args, **kwargs)
+
+    monkeypatch.setattr(msclip.adapt, "fit_head", recording_fit_head)
+    args = (features[train_rows], labels[train_rows], text, [1, 4], ["zero-shot", "linear-probe"], 2)
+    runs = few_shot_accuracies(*args, test_set=test_set)
+    train_set = {tuple(row.tolist()) for row in features[train_rows]}
+    assert drawn and all(tuple(row.tolist()) in train_set for shots in drawn for row in shots)
+    assert [len(d) for d in drawn] == [5, 20, 5, 20]  # 5 classes x 1 and 4 shots, per seed
+    zero_shot = ((features[test_rows] @ text.T).argmax(-1).numpy() == labels[test_rows]).mean()
+    scores = runs[runs["method"] == "zero-shot"]["score"]
+    assert scores.tolist() == pytest.approx([zero_shot, zero_shot])  # all test images, every seed
+    pd.testing.assert_frame_equal(runs, few_shot_accuracies(*args, test_set=test_set))  # same per seed
+
+
+def test_multi_label_curves_with_a_training_split_score_the_whole_test_split():
+    features, targets, text = multi_label_set()
+    test_set = (features[200:], targets[200:])
+    runs = few_shot_map(
+        features[:200], targets[:200], text, [1, 4], ["zero-shot", "linear-probe"], 2, test_set
+    )
+    expected = mean_average_precision((features[200:] @ text.T).numpy(), targets[200:])
+    assert runs[runs["method"] == "zero-shot"]["score"].tolist() == pytest.approx([expected, expected])
+    pd.testing.assert_frame_equal(
+        runs,
+        few_shot_map(features[:200], targets[:200], text, [1, 4], ["zero-shot", "linear-probe"], 2, test_set),
+    )
+
+
+def test_evaluate_shots_draws_from_the_published_training_split_and_says_where_shots_came_from(
+    tmp_path, monkeypatch, capsys
+):
+    """EuroSAT has eurosat-train.txt: the shots' files are exactly its images and the test set is the test
+    list; METER-ML without a train/ tree falls back to held-out test draws, and both are written down."""
+    import json
+
+    import msclip.evaluation.runner as runner
+    from tests.evaluation import layouts
+
+    test = layouts.eurosat_ms(tmp_path / "data" / "EuroSATallBands")
+    layouts.meter_ml(tmp_path / "data" / "METERML_MS", train=False)
+    listed = (tmp_path / "data" / "EuroSATallBands" / "eurosat-train.txt").read_text().split()
+    embedded_sets = []
+    embed_set = runner.embed_set
+
+    def recording_embed_set(model, dataset, *args, **kwargs):
+        embedded_sets.append((dataset.name, sorted(Path(s.name).name for s in dataset.samples)))
+        return embed_set(model, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "embed_set", recording_embed_set)
+    out = tmp_path / "out"
+    args = ["evaluate", "--data-dir", str(tmp_path / "data"), "--datasets", "eurosat-ms", "meterml-ms",
+            "--models", "msclip-tiny", "--device", "cpu", "--workers", "0", "--shots", "1", "--methods",
+            "zero-shot", "linear-probe", "--seeds", "2", "--output", str(out)]  # fmt: skip
+    assert main(args) == 0
+    eurosat = [files for name, files in embedded_sets if name == "eurosat-ms"]
+    assert eurosat == [sorted(test), sorted(f"{Path(n).stem}.tif" for n in listed)]  # test, then train
+    assert len([name for name, _ in embedded_sets if name == "meterml-ms"]) == 1
+    settings = json.loads((out / "settings.json").read_text())["datasets"]
+    assert settings["eurosat-ms"]["shots from"] == "train split (eurosat-train.txt)"
+    assert "whole test split (eurosat-test.txt)" in settings["eurosat-ms"]["test set"]
+    assert settings["meterml-ms"]["shots from"] == "test split, held out per seed (no train split found)"
+    summary = (out / "summary.md").read_text()
+    assert "Shots from: train split (eurosat-train.txt)" in summary
+    assert "Shots from: test split, held out per seed (no train split found)" in summary
+
+
+def test_a_training_list_naming_no_image_on_disk_is_reported_and_the_test_split_is_used(tmp_path, capsys):
+    from tests.evaluation import layouts
+
+    layouts.eurosat_ms(tmp_path / "data" / "EuroSATallBands")
+    (tmp_path / "data" / "EuroSATallBands" / "eurosat-train.txt").write_text("Gone_1.jpg\n")
+    args = ["evaluate", "--data-dir", str(tmp_path / "data"), "--datasets", "eurosat-ms", "--models",
+            "msclip-tiny", "--device", "cpu", "--workers", "0", "--shots", "1", "--methods", "zero-shot",
+            "knn", "--seeds", "1", "--output", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 3
+    assert "training split: eurosat-ms: no class folders with images" in capsys.readouterr().err
+    assert "no train split found" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_a_set_with_too_few_images_per_class_is_named_and_skipped_not_a_crash(tmp_path, capsys):
+    """METER-ML here: 5 images over 4 classes, no training split; 2 shots + 1 test image fit no class."""
+    from tests.evaluation import layouts
+
+    layouts.eurosat_ms(tmp_path / "data" / "EuroSATallBands")
+    layouts.meter_ml(tmp_path / "data" / "METERML_MS", train=False)
+    args = ["evaluate", "--data-dir", str(tmp_path / "data"), "--datasets", "eurosat-ms", "meterml-ms",
+            "--models", "msclip-tiny", "--device", "cpu", "--workers", "0", "--shots", "2", "--methods",
+            "zero-shot", "knn", "--seeds", "1", "--output", str(tmp_path / "out")]  # fmt: skip
+    assert main(args) == 3
+    assert "meterml-ms: no class has the 3 labelled images that 2 shots need" in capsys.readouterr().err
+    assert set(pd.read_csv(tmp_path / "out" / "few_shot.csv")["dataset"]) == {"eurosat-ms"}

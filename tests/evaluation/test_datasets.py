@@ -147,3 +147,67 @@ def test_eurosat_in_the_reference_band_order_gives_the_model_the_channels_by_pos
     by_name, _ = prepare(load_raster(sample, "EuroSAT"), S2_10, InputOptions())
     assert not np.array_equal(model_input[7:], by_name[7:])  # B8A, B11, B12 get B09, B12, B8A
     np.testing.assert_array_equal(model_input[:7], by_name[:7])
+
+
+# ------------------------------------------------------------------------------- training splits (few-shot)
+
+
+def file_names(dataset) -> list[str]:
+    return sorted(Path(s.name).name for s in dataset.samples)
+
+
+def test_eurosat_train_split_follows_eurosat_train_txt(tmp_path):
+    test = layouts.eurosat_ms(tmp_path / "EuroSATallBands")
+    listed = (tmp_path / "EuroSATallBands" / "eurosat-train.txt").read_text().split()
+    train = resolve("eurosat-ms", tmp_path, split="train")
+    assert file_names(train) == sorted(f"{Path(n).stem}.tif" for n in listed)
+    assert not set(file_names(train)) & set(test) and train.split_source == "eurosat-train.txt"
+    assert train.classes == resolve("eurosat-ms", tmp_path).classes
+    assert file_names(resolve("eurosat-ms", tmp_path)) == sorted(test)  # the test split is unchanged
+
+
+def test_a_missing_training_split_is_named_not_guessed(tmp_path):
+    from msclip.evaluation.datasets import MissingSplit
+
+    layouts.eurosat_ms(tmp_path / "EuroSATallBands", train=False)
+    with pytest.raises(MissingSplit, match="eurosat-train.txt"):
+        resolve("eurosat-ms", tmp_path, split="train")
+    layouts.meter_ml(tmp_path / "METERML_MS", train=False)
+    with pytest.raises(MissingSplit, match="train/"):
+        resolve("meterml-ms", tmp_path, split="train")
+
+
+def test_bigearthnet_v1_and_v2_training_splits(tmp_path):
+    layouts.bigearthnet_v1(tmp_path / "BigEarthNet")
+    listed = [
+        line.split(",")[0] for line in (tmp_path / "BigEarthNet/bigearthnet-train.csv").read_text().split()
+    ]
+    train = resolve("bigearthnet-ms", tmp_path, split="train")
+    assert [s.name.rsplit("/", 1)[-1] for s in train.samples] == listed
+    assert train.split_source == "bigearthnet-train.csv" and train.targets().shape == (5, 19)
+    test = layouts.bigearthnet_v2(tmp_path / "reBEN")
+    train_v2 = resolve("bigearthnet-v2-ms", tmp_path, split="train")
+    names = [s.name.rsplit("/", 1)[-1] for s in train_v2.samples]
+    assert len(names) == 2 and not set(names) & set(test) and "'train'" in train_v2.split_source
+
+
+def test_meter_ml_training_splits_in_both_layouts(tmp_path):
+    files = layouts.meter_ml(tmp_path / "METERML_MS")
+    test, train = resolve("meterml-ms", tmp_path), resolve("meterml-ms", tmp_path, split="train")
+    assert file_names(test) == sorted(files)  # the train/ folder is not a class of the test split
+    assert len(train.samples) == 2 * len(files) and all("/train/" in s.name for s in train.samples)
+    assert train.classes == test.classes and train.split_source == "train/"
+    release = tmp_path / "release"
+    test_folders = layouts.meter_ml_release(release)
+    train = resolve(f"meterml-ms={release}", tmp_path, split="train")
+    assert train.split_source == "train_dataset.geojson"
+    assert all("train_images" in s.name for s in train.samples)
+    assert len(resolve(f"meterml-ms={release}", tmp_path).samples) == 4 and len(test_folders) == 5
+
+
+def test_resisc45_style_lists_split_a_generic_folder(tmp_path):
+    test = layouts.rgb_folder(tmp_path / "RESISC45_RGB", split=True)
+    assert file_names(resolve("resisc45", tmp_path)) == sorted(test)
+    train = resolve("resisc45", tmp_path, split="train")
+    assert len(train.samples) == 2 * len(test) and all("_train" in s.name for s in train.samples)
+    assert train.split_source == "resisc45_rgb-train.txt"

@@ -123,12 +123,13 @@ def run_few_shot_curves(args: argparse.Namespace) -> int:
         raise MSClipError(f"unknown method(s) {', '.join(unknown)}; use {ZERO_SHOT}, {', '.join(METHODS)}")
     if min(args.shots) < 1 or args.seeds < 1:
         raise MSClipError("--shots and --seeds must be at least 1")
-    runs, missing = run_few_shot(
+    shots = sorted(set(args.shots))
+    runs, missing, sources = run_few_shot(
         args.models,
         args.datasets,
         args.data_dir,
         args.templates,
-        sorted(set(args.shots)),
+        shots,
         args.methods,
         args.seeds,
         random_init=args.random_init,
@@ -145,7 +146,14 @@ def run_few_shot_curves(args: argparse.Namespace) -> int:
     if runs.empty:
         print("msclip: error: no dataset could be evaluated", file=sys.stderr)
         return 1
-    summary = write_few_shot_outputs(runs, args.output)
+    settings = {
+        "shots": shots,
+        "methods": list(args.methods),
+        "seeds": args.seeds,
+        "templates": args.templates,
+        "datasets": sources,
+    }
+    summary = write_few_shot_outputs(runs, args.output, settings)
     show_table(summary, "few-shot accuracy (mean, std over seeds)", max_rows=60)
-    print(f"wrote few_shot.csv, few_shot_runs.csv, summary.md and curves to {args.output}")
+    print(f"wrote few_shot.csv, few_shot_runs.csv, summary.md, settings.json and curves to {args.output}")
     return 3 if missing else 0

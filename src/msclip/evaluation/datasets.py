@@ -22,6 +22,8 @@ from msclip.errors import MSClipError, SkippedImage
 from msclip.io import RASTER_SUFFIXES, Raster, read
 
 Task = Literal["single", "multi"]
+#: Which published split a loader reads: the test split (benchmarks) or the training split (few-shot draws).
+Split = Literal["train", "test"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class EvalSet:
     notes: list[str] = field(default_factory=list)
     #: band names of the files' channels, when the user gives them (generic folders only)
     bands: tuple[str, ...] | None = None
+    #: the published file (or column, folder) that defines the split read, "" when every image was read
+    split_source: str = ""
 
     def targets(self, indices: list[int] | None = None) -> np.ndarray:
         """(N,) class indices, or (N, classes) 0/1 for multi-label sets, for the kept samples."""
@@ -84,9 +88,13 @@ def image_folder(
     layout: str | None = None,
     class_names: dict[str, str] | None = None,
     keep: Callable[[Path], bool] | None = None,
+    skip: tuple[str, ...] = (),
 ) -> EvalSet:
-    """torchvision-ImageFolder layout: one sub-folder per class (sorted = label order), images inside."""
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """torchvision-ImageFolder layout: one sub-folder per class (sorted = label order), images inside;
+    ``skip`` names sub-folders that are not classes (another split's folder)."""
+    folders = sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip
+    )
     samples: list[Sample] = []
     for label, folder in enumerate(folders):
         files = sorted(
@@ -114,6 +122,23 @@ class MissingDataset(MSClipError):
     """The dataset is not on disk where it was looked for: reported and skipped, never a crash."""
 
 
+class MissingSplit(MissingDataset):
+    """The dataset is on disk but publishes no file for the asked (training) split."""
+
+
+def split_list(root: Path, name: str, split: Split, *candidates: str) -> Path | None:
+    """The split's list file among ``candidates``; a test split may have none (every image is then read),
+    a training split must."""
+    found = first_existing(root, *candidates)
+    if found is None and split == "train":
+        raise MissingSplit(f"{name}: no training split ({', '.join(candidates)}) in {root}")
+    return found
+
+
+def list_note(split_file: Path | None) -> str:
+    return f"split file {split_file.name}" if split_file else "no split file: every image in the folders"
+
+
 def first_existing(root: Path, *candidates: str) -> Path | None:
     for candidate in candidates:
         if (root / candidate).exists():
@@ -127,22 +152,24 @@ def first_existing(root: Path, *candidates: str) -> Path | None:
 EUROSAT_MS_NESTED = "ds/images/remote_sensing/otherDatasets/sentinel_2/tif"
 
 
-def eurosat(root: Path, name: str, multispectral: bool) -> EvalSet:
+def eurosat(root: Path, name: str, multispectral: bool, split: Split = "test") -> EvalSet:
     """EuroSAT-MS (13-band L1C GeoTIFFs, B8A stored last) or EuroSAT-RGB (JPEGs), in class folders.
 
     Accepts the class folders themselves, the original zip's nesting (``ds/images/.../tif``, ``2750``) and
-    torchgeo's copy; a ``eurosat-test.txt`` split file (torchgeo) next to them restricts to the test split.
+    torchgeo's copy; a ``eurosat-test.txt`` (``eurosat-train.txt``) split file (torchgeo) next to them
+    restricts to the test (training) split.
     """
-    split = first_existing(root, "eurosat-test.txt", "test.txt")
+    split_file = split_list(root, name, split, f"eurosat-{split}.txt", f"{split}.txt")
     nested = first_existing(root, EUROSAT_MS_NESTED, "EuroSAT_MS", "tif") if multispectral else None
     nested = nested or (first_existing(root, "2750", "EuroSAT_RGB", "EuroSAT") if not multispectral else None)
     dataset = image_folder(
         nested or root,
         name,
         layout="EuroSAT" if multispectral else None,
-        keep=split_filter(split) if split else None,
+        keep=split_filter(split_file) if split_file else None,
     )
-    dataset.notes.append(f"split file {split.name}" if split else "no split file: every image in the folders")
+    dataset.notes.append(list_note(split_file))
+    dataset.split_source = split_file.name if split_file else ""
     return dataset
 
 
@@ -240,17 +267,18 @@ def bigearthnet_labels(labels: list[str]) -> tuple[int, ...]:
     return tuple(sorted(found))
 
 
-def bigearthnet_v1(root: Path, name: str) -> EvalSet:
+def bigearthnet_v1(root: Path, name: str, split: Split = "test") -> EvalSet:
     """BigEarthNet-S2 v1.0: a folder per patch with ``<patch>_B01.tif`` ... and ``<patch>_labels_metadata.json``.
 
     Patch folders sit in ``BigEarthNet-v1.0/`` (the archive), ``sentinel-2/`` (the reference) or the root. The
     test split is the official list ``bigearthnet-test.csv`` (torchgeo, reference) or ``test.csv``
-    (first column: the S2 patch name); without one, every patch is used and the notes say so.
+    (first column: the S2 patch name); without one, every patch is used and the notes say so. The training
+    split is ``bigearthnet-train.csv`` or ``train.csv``.
     """
     patches_dir = first_existing(root, "BigEarthNet-v1.0", "sentinel-2") or root
-    split = first_existing(root, "bigearthnet-test.csv", "test.csv")
-    if split:
-        with open(split, newline="") as handle:
+    split_file = split_list(root, name, split, f"bigearthnet-{split}.csv", f"{split}.csv")
+    if split_file:
+        with open(split_file, newline="") as handle:
             names = [row[0].strip() for row in csv.reader(handle) if row and row[0].strip()]
         folders = [patches_dir / n for n in names]
     else:
@@ -267,13 +295,14 @@ def bigearthnet_v1(root: Path, name: str) -> EvalSet:
         samples.append(Sample(band_files, bigearthnet_labels(labels)))
     if not samples:
         raise MissingDataset(f"{name}: no patch folders with *_labels_metadata.json in {patches_dir}")
-    notes = [f"split file {split.name}" if split else "no split file: every patch folder"]
+    notes = [f"split file {split_file.name}" if split_file else "no split file: every patch folder"]
     if missing:
         notes.append(f"{missing} patch(es) of the split list not found on disk")
-    return EvalSet(name, "multi", list(BIGEARTHNET_19), samples, str(root), None, notes)
+    source = split_file.name if split_file else ""
+    return EvalSet(name, "multi", list(BIGEARTHNET_19), samples, str(root), None, notes, split_source=source)
 
 
-def bigearthnet_v2(root: Path, name: str) -> EvalSet:
+def bigearthnet_v2(root: Path, name: str, split: Split = "test") -> EvalSet:
     """BigEarthNet v2 (reBEN): ``metadata.parquet`` (patch_id, labels in the 19-class names, split) and
     ``BigEarthNet-S2/<tile>/<patch_id>/<patch_id>_B01.tif`` ..., the layout torchgeo's BigEarthNetV2 reads."""
     import pandas as pd
@@ -282,7 +311,9 @@ def bigearthnet_v2(root: Path, name: str) -> EvalSet:
     if not metadata_file.is_file():
         raise MissingDataset(f"{name}: no metadata.parquet in {root}")
     metadata = pd.read_parquet(metadata_file, columns=["patch_id", "labels", "split"])
-    metadata = metadata[metadata["split"] == "test"].sort_values("patch_id")
+    metadata = metadata[metadata["split"] == split].sort_values("patch_id")
+    if metadata.empty and split == "train":
+        raise MissingSplit(f"{name}: no 'train' rows in the split column of {metadata_file}")
     patches_dir = first_existing(root, "BigEarthNet-S2") or root
     samples, missing = [], 0
     for patch_id, labels in zip(metadata["patch_id"], metadata["labels"], strict=True):
@@ -293,11 +324,12 @@ def bigearthnet_v2(root: Path, name: str) -> EvalSet:
             continue
         samples.append(Sample(band_files, bigearthnet_labels(list(labels))))
     if not samples:
-        raise MissingDataset(f"{name}: no test patches of metadata.parquet found under {patches_dir}")
-    notes = ["split column of metadata.parquet == 'test'"]
+        raise MissingDataset(f"{name}: no {split} patches of metadata.parquet found under {patches_dir}")
+    source = f"split column of metadata.parquet == '{split}'"
+    notes = [source]
     if missing:
-        notes.append(f"{missing} test patch(es) not found on disk")
-    return EvalSet(name, "multi", list(BIGEARTHNET_19), samples, str(root), None, notes)
+        notes.append(f"{missing} {split} patch(es) not found on disk")
+    return EvalSet(name, "multi", list(BIGEARTHNET_19), samples, str(root), None, notes, split_source=source)
 
 
 def read_band_files(paths: tuple[str, ...], size: int = BIGEARTHNET_SIZE) -> Raster:
@@ -348,16 +380,17 @@ METER_ML_ARRAYS = {
 }
 
 
-def meter_ml(root: Path, name: str, multispectral: bool) -> EvalSet:
-    """METER-ML test images, single-label with 7 classes ("Negative" = "other features") as the reference.
+def meter_ml(root: Path, name: str, multispectral: bool, split: Split = "test") -> EvalSet:
+    """METER-ML images, single-label with 7 classes ("Negative" = "other features") as the reference.
 
     Two layouts: the reference's class folders of 12-band GeoTIFFs (band names from the files'
-    descriptions, else L2A order) or NAIP PNGs; or the release itself, ``test_dataset.geojson`` (``Type``,
+    descriptions, else L2A order) or NAIP PNGs (the test split in the root or ``test/``, the training split
+    in ``train/``); or the release itself, ``test_dataset.geojson`` / ``train_dataset.geojson`` (``Type``,
     ``Image_Folder``) with per-image folders of ``sentinel-2-{10,20,60}m.npy`` and ``naip.png``.
     """
-    metadata = first_existing(root, "test_dataset.geojson")
+    metadata = first_existing(root, f"{split}_dataset.geojson")
     if metadata is None:
-        return image_folder(first_existing(root, "test") or root, name, class_names=METER_ML_CLASSES)
+        return meter_ml_folders(root, name, split)
     codes = list(METER_ML_CLASSES)
     samples, multi, missing = [], 0, 0
     for feature in sorted(
@@ -379,7 +412,18 @@ def meter_ml(root: Path, name: str, multispectral: bool) -> EvalSet:
     notes = [f"{metadata.name}; {multi} image(s) with several or unknown types left out (single-label)"]
     if missing:
         notes.append(f"{missing} image folder(s) not found on disk")
-    return EvalSet(name, "single", list(METER_ML_CLASSES.values()), samples, str(root), None, notes)
+    classes = list(METER_ML_CLASSES.values())
+    return EvalSet(name, "single", classes, samples, str(root), None, notes, split_source=metadata.name)
+
+
+def meter_ml_folders(root: Path, name: str, split: Split) -> EvalSet:
+    """The reference's class-folder layout: ``train/`` beside the test classes (root or ``test/``)."""
+    folder = first_existing(root, split)
+    if split == "train" and folder is None:
+        raise MissingSplit(f"{name}: no train/ class folders or train_dataset.geojson in {root}")
+    dataset = image_folder(folder or root, name, class_names=METER_ML_CLASSES, skip=("train", "test"))
+    dataset.split_source = f"{split}/" if folder else ""
+    return dataset
 
 
 def read_meter_ml_arrays(paths: tuple[str, ...]) -> Raster:
@@ -404,14 +448,25 @@ def read_meter_ml_arrays(paths: tuple[str, ...]) -> Raster:
 
 
 def generic(
-    root: Path, name: str, layout: str | None = None, bands: tuple[str, ...] | None = None
+    root: Path,
+    name: str,
+    layout: str | None = None,
+    bands: tuple[str, ...] | None = None,
+    split: Split = "test",
 ) -> EvalSet:
-    """Any ImageFolder of GeoTIFFs or pictures; a ``*-test.txt``/``test.txt`` list restricts it to the test
-    split (torchgeo's RESISC45 style)."""
-    split = first_existing(root, f"{root.name.lower()}-test.txt", "resisc45-test.txt", "test.txt")
-    dataset = image_folder(root, name, layout=layout, keep=split_filter(split) if split else None)
+    """Any ImageFolder of GeoTIFFs or pictures; a ``*-test.txt``/``test.txt`` (``*-train.txt``/``train.txt``)
+    list restricts it to the test (training) split (torchgeo's RESISC45 style)."""
+    lists = (
+        f"{root.name.lower()}-{split}.txt",
+        f"{name.lower()}-{split}.txt",
+        f"resisc45-{split}.txt",
+        f"{split}.txt",
+    )
+    split_file = split_list(root, name, split, *dict.fromkeys(lists))
+    dataset = image_folder(root, name, layout=layout, keep=split_filter(split_file) if split_file else None)
     dataset.bands = bands
-    dataset.notes.append(f"split file {split.name}" if split else "no split file: every image in the folders")
+    dataset.notes.append(list_note(split_file))
+    dataset.split_source = split_file.name if split_file else ""
     return dataset
 
 
@@ -425,7 +480,7 @@ class DatasetInfo:
 
     name: str
     folders: tuple[str, ...]
-    load: Callable[[Path, str], EvalSet]
+    load: Callable[[Path, str, Split], EvalSet]
     description: str
     archive_folders: tuple[str, ...] = ()
 
@@ -436,14 +491,14 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo(
             "eurosat-ms",
             ("EuroSAT_MS", "eurosat-ms", "EuroSATallBands", "eurosat", "EuroSAT"),
-            lambda root, name: eurosat(root, name, multispectral=True),
+            lambda root, name, split: eurosat(root, name, multispectral=True, split=split),
             "EuroSAT 13-band L1C, 10 classes",
             (EUROSAT_MS_NESTED,),
         ),
         DatasetInfo(
             "eurosat-rgb",
             ("EuroSAT_RGB", "eurosat-rgb", "EuroSAT"),
-            lambda root, name: eurosat(root, name, multispectral=False),
+            lambda root, name, split: eurosat(root, name, multispectral=False, split=split),
             "EuroSAT RGB JPEGs, 10 classes",
             ("2750",),
         ),
@@ -463,22 +518,27 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo(
             "meterml-ms",
             ("METERML_MS", "meterml-ms", "METER-ML", "meter-ml"),
-            lambda root, name: meter_ml(root, name, multispectral=True),
+            lambda root, name, split: meter_ml(root, name, multispectral=True, split=split),
             "METER-ML Sentinel-2, 7 classes",
         ),
         DatasetInfo(
             "meterml-naip",
             ("METERML_NAIP", "meterml-naip", "METER-ML", "meter-ml"),
-            lambda root, name: meter_ml(root, name, multispectral=False),
+            lambda root, name, split: meter_ml(root, name, multispectral=False, split=split),
             "METER-ML NAIP RGB, 7 classes",
         ),
         DatasetInfo(
             "resisc45",
             ("RESISC45_RGB", "NWPU-RESISC45", "resisc45"),
-            generic,
+            lambda root, name, split: generic(root, name, split=split),
             "RESISC45 RGB, 45 classes",
         ),
-        DatasetInfo("aid", ("AID_RGB", "AID", "aid"), generic, "AID RGB, 30 classes"),
+        DatasetInfo(
+            "aid",
+            ("AID_RGB", "AID", "aid"),
+            lambda root, name, split: generic(root, name, split=split),
+            "AID RGB, 30 classes",
+        ),
     )
 }
 
@@ -492,11 +552,15 @@ def find_root(data_dir: Path, info: DatasetInfo) -> Path | None:
 
 
 def resolve(
-    entry: str, data_dir: str | Path = ".", layout: str | None = None, bands: tuple[str, ...] | None = None
+    entry: str,
+    data_dir: str | Path = ".",
+    layout: str | None = None,
+    bands: tuple[str, ...] | None = None,
+    split: Split = "test",
 ) -> EvalSet:
     """``NAME`` (looked up in ``data_dir``), ``NAME=PATH``, or an unregistered ``NAME=PATH`` / folder path
-    (a generic ImageFolder, whose files' bands ``layout``/``bands`` name). Raises MissingDataset when the
-    files are not there."""
+    (a generic ImageFolder, whose files' bands ``layout``/``bands`` name), read at its test (or training)
+    split. Raises MissingDataset when the files are not there, MissingSplit when the split is not."""
     name, _, path = entry.partition("=")
     data_dir = Path(data_dir)
     if not path and name not in DATASETS and Path(name).is_dir():
@@ -507,11 +571,11 @@ def resolve(
         if root is None or not root.is_dir():
             where = root or f"{data_dir}/{{{','.join(info.folders)}}}"
             raise MissingDataset(f"{name}: not found at {where}")
-        return info.load(root, name)
+        return info.load(root, name, split)
     if not path:
         raise MSClipError(
             f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, NAME=FOLDER or a class-folder path"
         )
     if not Path(path).is_dir():
         raise MissingDataset(f"{name}: not found at {path}")
-    return generic(Path(path), name, layout, bands)
+    return generic(Path(path), name, layout, bands, split)
