@@ -27,6 +27,21 @@ def test_eurosat_ms_nested_layout_with_torchgeo_split(tmp_path):
     assert "eurosat-test.txt" in dataset.notes[0]
 
 
+def test_split_entries_missing_on_disk_are_named_not_dropped(tmp_path):
+    from msclip.cli import main
+
+    root = tmp_path / "EuroSATallBands"
+    layouts.eurosat_ms(root)
+    with (root / "eurosat-test.txt").open("a") as listing:
+        listing.write("Forest_999.jpg\n")
+    dataset = resolve("eurosat-ms", tmp_path)
+    assert dataset.unlisted == [
+        ("Forest_999", f"eurosat-test.txt names Forest_999, which is not on disk under {dataset.root}")
+    ]
+    argv = ["evaluate", "--datasets", "eurosat-ms", "--data-dir", str(tmp_path), "--models", "msclip-tiny"]
+    assert main([*argv, "--output", str(tmp_path / "out"), "--workers", "0", "--device", "cpu"]) == 3
+
+
 def test_eurosat_bands_are_selected_by_name_not_position(tmp_path, chip_paths):
     """B8A is stored last in EuroSAT files: the model input must equal the same pixels read from L2A order."""
     layouts.eurosat_ms(tmp_path, nested=False, split=False)

@@ -53,6 +53,8 @@ class EvalSet:
     bands: tuple[str, ...] | None = None
     #: the published file (or column, folder) that defines the split read, "" when every image was read
     split_source: str = ""
+    #: (entry, reason) for images the split file names but the disk lacks: reported with the run's skips
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
 
     def targets(self, indices: list[int] | None = None) -> np.ndarray:
         """(N,) class indices, or (N, classes) 0/1 for multi-label sets, for the kept samples."""
@@ -112,10 +114,23 @@ def image_folder(
 def split_filter(split_file: Path) -> Callable[[Path], bool]:
     """Keep the files named in a split list (one name per line; compared without extension, as torchgeo's
     EuroSAT lists name .jpg files for the .tif images)."""
-    stems = {
+    stems = split_stems(split_file)
+    return lambda path: path.stem in stems
+
+
+def split_stems(split_file: Path) -> set[str]:
+    return {
         Path(line.strip().split(",")[0]).stem for line in split_file.read_text().splitlines() if line.strip()
     }
-    return lambda path: path.stem in stems
+
+
+def missing_from_disk(dataset: EvalSet, split_file: Path) -> list[tuple[str, str]]:
+    """Entries of a split list that no image of the dataset matches: named, so none is dropped silently."""
+    found = {Path(s.source).stem for s in dataset.samples if isinstance(s.source, str)}
+    return [
+        (stem, f"{split_file.name} names {stem}, which is not on disk under {dataset.root}")
+        for stem in sorted(split_stems(split_file) - found)
+    ]
 
 
 class MissingDataset(MSClipError):
@@ -170,6 +185,7 @@ def eurosat(root: Path, name: str, multispectral: bool, split: Split = "test") -
     )
     dataset.notes.append(list_note(split_file))
     dataset.split_source = split_file.name if split_file else ""
+    dataset.unlisted = missing_from_disk(dataset, split_file) if split_file else []
     return dataset
 
 
@@ -467,6 +483,7 @@ def generic(
     dataset.bands = bands
     dataset.notes.append(list_note(split_file))
     dataset.split_source = split_file.name if split_file else ""
+    dataset.unlisted = missing_from_disk(dataset, split_file) if split_file else []
     return dataset
 
 

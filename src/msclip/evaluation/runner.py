@@ -169,6 +169,7 @@ def evaluate_dataset(
     torch.manual_seed(0)
     classifier = class_embeddings(model, dataset.classes, prompts, use_cache=use_cache)
     scores = score(model, dataset, classifier, options, **loader_options)
+    scores.skipped = dataset.unlisted + scores.skipped
     if not scores.indices:
         raise NothingReadable(
             f"{dataset.name}: none of its {len(dataset.samples)} images could be read", scores.skipped
