@@ -52,6 +52,15 @@ def test_eurosat_bands_are_selected_by_name_not_position(tmp_path, chip_paths):
     np.testing.assert_array_equal(eurosat, layouts.crop(l2a, 0, 64))
 
 
+def test_bigearthnet_patches_missing_on_disk_are_named(tmp_path):
+    layouts.bigearthnet_v1(tmp_path / "BigEarthNet")
+    with (tmp_path / "BigEarthNet" / "bigearthnet-test.csv").open("a") as listing:
+        listing.write("S2B_MSIL2A_GONE_1_1,S1_GONE\n")
+    dataset = resolve("bigearthnet-ms", tmp_path)
+    assert [entry for entry, _ in dataset.unlisted] == ["S2B_MSIL2A_GONE_1_1"]
+    assert "bigearthnet-test.csv names patch S2B_MSIL2A_GONE_1_1" in dataset.unlisted[0][1]
+
+
 def test_bigearthnet_v1_patches_labels_and_band_files(tmp_path):
     test = layouts.bigearthnet_v1(tmp_path / "BigEarthNet")
     dataset = resolve("bigearthnet-ms", tmp_path)

@@ -299,12 +299,19 @@ def bigearthnet_v1(root: Path, name: str, split: Split = "test") -> EvalSet:
         folders = [patches_dir / n for n in names]
     else:
         folders = sorted(p for p in patches_dir.iterdir() if (p / f"{p.name}_labels_metadata.json").is_file())
-    samples, missing = [], 0
+    samples: list[Sample] = []
+    missing: list[tuple[str, str]] = []
     for folder in folders:
         # file names follow the patch name: no directory listing per patch (the test split has ~125k)
         metadata = folder / f"{folder.name}_labels_metadata.json"
         if not metadata.is_file():
-            missing += 1
+            missing.append(
+                (
+                    folder.name,
+                    f"{split_file.name if split_file else 'the split'} names patch "
+                    f"{folder.name}, which is not on disk under {patches_dir}",
+                )
+            )
             continue
         labels = json.loads(metadata.read_text())["labels"]
         band_files = tuple(str(folder / f"{folder.name}_{band}.tif") for band in LAYOUTS["L2A"])
@@ -313,9 +320,13 @@ def bigearthnet_v1(root: Path, name: str, split: Split = "test") -> EvalSet:
         raise MissingDataset(f"{name}: no patch folders with *_labels_metadata.json in {patches_dir}")
     notes = [f"split file {split_file.name}" if split_file else "no split file: every patch folder"]
     if missing:
-        notes.append(f"{missing} patch(es) of the split list not found on disk")
+        notes.append(f"{len(missing)} patch(es) of the split list not found on disk")
     source = split_file.name if split_file else ""
-    return EvalSet(name, "multi", list(BIGEARTHNET_19), samples, str(root), None, notes, split_source=source)
+    dataset = EvalSet(
+        name, "multi", list(BIGEARTHNET_19), samples, str(root), None, notes, split_source=source
+    )
+    dataset.unlisted = missing
+    return dataset
 
 
 def bigearthnet_v2(root: Path, name: str, split: Split = "test") -> EvalSet:
