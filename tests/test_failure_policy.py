@@ -136,3 +136,51 @@ def test_bad_runs_are_one_line_before_any_work(tmp_path, capsys, argv, code, mes
     err = capsys.readouterr().err
     assert got == code and message in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("msclip")]) == 1
+
+
+def test_evaluate_names_bad_images_of_a_dataset_and_scores_the_rest(corpus, tmp_path, capsys):
+    folder, good, _ = corpus
+    root = tmp_path / "classes"
+    for name in ("coast", "fields"):
+        (root / name).mkdir(parents=True)
+    for i, chip in enumerate(good):
+        shutil.copy(folder / chip, root / ("coast" if i % 2 else "fields") / chip)
+    shutil.copy(folder / "text.tif", root / "coast" / "text.tif")
+    argv = ["evaluate", "--datasets", f"mine={root}", "--models", "msclip-tiny", "--workers", "0"]
+    assert main([*argv, "--device", "cpu", "--output", str(tmp_path / "out")]) == 3
+    err = capsys.readouterr().err
+    assert "text.tif" in err and "Traceback" not in err
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert (results["n_images"] == len(good)).all() and (results["n_skipped"] == 1).all()
+
+
+def test_train_names_unusable_pairs_and_trains_on_the_rest(corpus, tmp_path, capsys):
+    folder, good, _ = corpus
+    rows = [{"image": str(folder / chip), "caption": f"a view of {chip}"} for chip in good]
+    rows += [{"image": str(folder / "cut.tif"), "caption": "a field"}, {"image": "", "caption": "a lake"}]
+    pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+    argv = [
+        "train",
+        "--model",
+        "msclip-tiny",
+        "--bands",
+        "none",
+        "--random-init",
+        "true",
+        "--pretrained",
+        "none",
+    ]
+    argv += [
+        "--data",
+        str(tmp_path / "pairs.csv"),
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--warmup-steps",
+        "1",
+    ]
+    assert main([*argv, "--device", "cpu", "--output", str(tmp_path / "run")]) == 3
+    err = capsys.readouterr().err
+    assert "cut.tif" in err and "pairs.csv row 8: no image path" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "model.safetensors").is_file()
