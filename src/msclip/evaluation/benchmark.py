@@ -33,6 +33,14 @@ class BenchmarkRun:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
+def load_entry(entry: str, random_init: bool, device: str | None, precision: str):
+    """The model of a ``--models`` entry (``NAME`` or ``NAME=CHECKPOINT``); random-init models are the same
+    in every run (the seed is fixed before each)."""
+    name, checkpoint = parse_model(entry)
+    torch.manual_seed(SEED)
+    return load_model(name, checkpoint, random_init=random_init, device=device, precision=precision)  # type: ignore[arg-type]
+
+
 def parse_model(entry: str) -> tuple[str, str | None]:
     """``NAME`` or ``NAME=CHECKPOINT``."""
     name, _, checkpoint = entry.partition("=")
@@ -128,16 +136,8 @@ def run_benchmark(
         found.append(with_reference_band_order(dataset) if reference_band_order else dataset)
     model_records = []
     for entry, label in zip(models, labels, strict=True):
-        name, checkpoint = parse_model(entry)
-        torch.manual_seed(SEED)  # random-init models are the same in every run
         try:
-            model = load_model(
-                name,
-                checkpoint,
-                random_init=random_init,
-                device=device,
-                precision=precision,  # type: ignore[arg-type]
-            )
+            model = load_entry(entry, random_init, device, precision)
         except MSClipError as exc:  # e.g. weights that cannot be downloaded: the other models still run
             run.missing.append(f"{label}: {exc}")
             continue

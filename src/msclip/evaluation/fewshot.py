@@ -251,10 +251,9 @@ def run_few_shot(
     dataset where its shots and test images came from."""
     from msclip.data import InputOptions
     from msclip.errors import MSClipError
-    from msclip.evaluation.benchmark import SEED, parse_model
+    from msclip.evaluation.benchmark import load_entry
     from msclip.evaluation.datasets import MissingDataset, MissingSplit, resolve
     from msclip.evaluation.runner import check_compatible, embed_set
-    from msclip.models import load_model
     from msclip.text import class_embeddings, templates
 
     options = options or InputOptions()
@@ -282,18 +281,10 @@ def run_few_shot(
         missing.append(f"{', '.join(unsupported)}: no multi-label form; left out on multi-label sets")
     frames = []
     for entry in models:
-        name, checkpoint = parse_model(entry)
-        torch.manual_seed(SEED)
         try:
-            model = load_model(
-                name,
-                checkpoint,
-                random_init=random_init,
-                device=device,
-                precision=precision,  # type: ignore[arg-type]
-            )
+            model = load_entry(entry, random_init, device, precision)
         except MSClipError as exc:
-            missing.append(f"{name}: {exc}")
+            missing.append(f"{entry}: {exc}")
             continue
         for dataset in found:
             splits = [s for s in (dataset, train_sets[dataset.name]) if s is not None]
