@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from msclip.data import InputOptions, chip_loader, prepare
-from msclip.errors import MSClipError, SkippedImage
+from msclip.errors import MSClipError, SkippedImage, describe_failure
 from msclip.evaluation.datasets import EvalSet, load_raster
 from msclip.evaluation.metrics import multi_label_metrics, single_label_metrics
 from msclip.models import MSClipModel
@@ -48,12 +48,8 @@ class SampleDataset(Dataset):
                 "image": self.transform(array),
                 "filled": filled,
             }
-        except MSClipError as exc:
-            message = str(exc)
-            return {
-                "index": index,
-                "error": message if sample.name in message else f"{sample.name}: {message}",
-            }
+        except Exception as exc:  # whatever failed for this image skips it, named, not the test set
+            return {"index": index, "error": describe_failure(sample.name, exc)}
 
 
 @dataclass
