@@ -122,6 +122,15 @@ def test_index_search_like_images_skips_bad_examples(corpus, tmp_path, capsys):
         ),
         (["evaluate", "--datasets", "eurosat-ms", "--output", "{blocker}/r"], 1, "is a file, not a folder"),
         (["index", "search", "{missing}", "--query", "a"], 1, "not an msclip index"),
+        (["evaluate", "--datasets", "eurosat-ms", "--output", "o", "--shots", "0"], 2, "at least 1"),
+        (
+            ["evaluate", "--datasets", "eurosat-ms", "--output", "o", "--shots", "2", "--seeds", "0"],
+            2,
+            "at least 1",
+        ),
+        (["map", "{chips}/x.tif", "--classes", "a", "--min-valid", "1.5"], 2, "between 0 and 1"),
+        (["map", "{chips}/x.tif", "--classes", "a", "--max-cloud", "nan"], 2, "expected a number"),
+        (["adapt", "{chips}", "--output", "h.safetensors", "--k", "0"], 2, "at least 1"),
     ],
 )
 def test_bad_runs_are_one_line_before_any_work(tmp_path, capsys, argv, code, message):

@@ -114,9 +114,10 @@ def test_evaluate_shots_writes_tables_summary_and_a_curve(crops, tmp_path, capsy
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"), [(["--methods", "svm"], "unknown method(s) svm"), (["--seeds", "0"], "at least 1")]
+    ("extra", "message", "code"),
+    [(["--methods", "svm"], "unknown method(s) svm", 1), (["--seeds", "0"], "at least 1", 2)],
 )
-def test_evaluate_shots_refuses_bad_options_in_one_line(extra, message, tmp_path, capsys):
+def test_evaluate_shots_refuses_bad_options_in_one_line(extra, message, code, tmp_path, capsys):
     args = [
         "evaluate",
         "--datasets",
@@ -129,7 +130,11 @@ def test_evaluate_shots_refuses_bad_options_in_one_line(extra, message, tmp_path
         "--output",
         str(tmp_path),
     ]
-    assert main(args) == 1
+    try:
+        got = main(args)
+    except SystemExit as exit_:  # argparse's own option errors
+        got = exit_.code
+    assert got == code
     assert message in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from msclip.cli.common import add_input_options, add_model_options, report_skipped, show_table
+from msclip.cli.common import add_input_options, add_model_options, positive_int, report_skipped, show_table
 from msclip.errors import MSClipError
 
 METHOD_HELP = (
@@ -32,7 +32,9 @@ def register(subparsers) -> None:
         "--templates", default="msclip", help="text classifier templates: msclip, clip, rs5m or a file"
     )
     p.add_argument("--no-text-init", action="store_true", help="linear-probe: plain logistic regression")
-    p.add_argument("--k", type=int, help="knn: neighbours (default: the smallest class size, at most 5)")
+    p.add_argument(
+        "--k", type=positive_int, help="knn: neighbours (default: the smallest class size, at most 5)"
+    )
     p.add_argument("--seed", type=int, default=0, help="tip-adapter-f: seed of the batch order")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached embeddings")
     add_model_options(p)

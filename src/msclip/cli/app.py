@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from msclip.cli.common import add_model_options, load_model_from, positive_int
+from msclip.cli.common import add_model_options, load_model_from, positive_float, positive_int
 from msclip.errors import MSClipError
 
 
@@ -17,7 +17,9 @@ def register(subparsers) -> None:
     p.add_argument("--head", help="few-shot head (msclip adapt) to classify with, instead of typed classes")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-upload-mb", type=float, default=64.0, help="largest file accepted per upload")
+    p.add_argument(
+        "--max-upload-mb", type=positive_float, default=64.0, help="largest file accepted per upload"
+    )
     p.add_argument("--max-files", type=positive_int, default=32, help="most images per request")
     add_model_options(p)
     p.set_defaults(run=run_app)

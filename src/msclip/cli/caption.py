@@ -6,7 +6,14 @@ import argparse
 import os
 
 from msclip.bands import LAYOUTS
-from msclip.cli.common import LonLatBox, non_negative_int, positive_int, report_skipped
+from msclip.cli.common import (
+    LonLatBox,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    report_skipped,
+)
 
 
 def register(subparsers) -> None:
@@ -51,12 +58,14 @@ def register(subparsers) -> None:
     vlm.add_argument("--prompts", default="v1", help="prompt version (v1) or a .yaml file")
     vlm.add_argument("--max-new-tokens", type=positive_int, default=300)
     vlm.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
-    vlm.add_argument("--top-p", type=float, default=1.0)
+    vlm.add_argument("--top-p", type=fraction, default=1.0)
     vlm.add_argument("--device", help="transformers device (default: cuda when available)")
     vlm.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     vlm.add_argument("--concurrency", type=positive_int, default=8, help="HTTP requests in flight")
     vlm.add_argument("--retries", type=non_negative_int, default=3, help="HTTP retries per request")
-    vlm.add_argument("--timeout", type=float, default=120.0, help="HTTP time-out per request, seconds")
+    vlm.add_argument(
+        "--timeout", type=positive_float, default=120.0, help="HTTP time-out per request, seconds"
+    )
     run = p.add_argument_group("run")
     run.add_argument("--shard", default="0/1", help="i/n: caption this machine's share of the chips")
     run.add_argument("--batch-size", type=positive_int, default=8)

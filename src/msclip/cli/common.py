@@ -151,6 +151,32 @@ def _bounded_int(text: str, minimum: int) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0 (a size or a time-out of 0 or less can only fail later)."""
+    value = _float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a share between 0 and 1 (a window's valid or cloudy share, a top-p)."""
+    value = _float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value:  # NaN passes every comparison's "not"
+        raise argparse.ArgumentTypeError("expected a number, got nan")
+    return value
+
+
 class LonLatBox(argparse.Action):
     """``--bbox W S E N`` in degrees, checked: an inverted or out-of-range box would match nothing."""
 

@@ -10,6 +10,7 @@ from msclip.cli.common import (
     add_input_options,
     add_model_options,
     announce,
+    fraction,
     input_options_from,
     load_model_from,
     model_args_from,
@@ -81,10 +82,10 @@ def add_window_options(parser: argparse.ArgumentParser, engines: bool = True) ->
         "--stride", type=positive_int, help="pixels between windows (default: the chip size, no overlap)"
     )
     group.add_argument(
-        "--min-valid", type=float, default=0.5, help="skip windows with less valid data than this"
+        "--min-valid", type=fraction, default=0.5, help="skip windows with less valid data than this"
     )
     group.add_argument(
-        "--max-cloud", type=float, default=0.5, help="skip windows cloudier than this (SCL band)"
+        "--max-cloud", type=fraction, default=0.5, help="skip windows cloudier than this (SCL band)"
     )
     if not engines:
         return
