@@ -113,6 +113,7 @@ def test_index_search_like_images_skips_bad_examples(corpus, tmp_path, capsys):
         (["classify", "{chips}", "--classes", "a", "--model", "no-such-model"], 1, "no-such-model"),
         (["classify", "{chips}", "--classes", "a", "--layout", "L3A"], 2, "invalid choice"),
         (["classify", "{chips}", "--classes", "a", "--bands", "B02", "B99"], 1, "B99"),
+        (["classify", "{chips}", "--classes", "a", "--input-bands", "B02", "B99"], 1, "B99"),
         (["retrieve", "{chips}", "--query", "a", "--top-k", "-3"], 2, "at least 1"),
         (["embed", "{chips}", "--output", "{blocker}/e.parquet"], 1, "is a file, not a folder"),
         (
@@ -172,7 +173,7 @@ def test_train_names_unusable_pairs_and_trains_on_the_rest(corpus, tmp_path, cap
         "train",
         "--model",
         "msclip-tiny",
-        "--bands",
+        "--model-bands",
         "none",
         "--random-init",
         "true",

@@ -80,7 +80,7 @@ def resolve_layout(
     """Band names of a file's channels: an explicit ``bands`` list beats a named layout beats the count."""
     if bands:
         names = tuple(require_band(b) for b in bands)
-        source = f"--bands ({len(names)} names)"
+        source = f"--input-bands ({len(names)} names)"
     elif layout:
         key = layout_key(layout)
         names = LAYOUTS[key]
@@ -89,7 +89,7 @@ def resolve_layout(
         if count not in DEFAULT_LAYOUT_BY_COUNT:
             raise MSClipError(
                 f"cannot tell the bands of a {count}-channel image: pass --layout "
-                f"({', '.join(LAYOUTS)}) or --bands"
+                f"({', '.join(LAYOUTS)}) or --input-bands"
             )
         return LAYOUTS[DEFAULT_LAYOUT_BY_COUNT[count]]
     if len(names) != count:

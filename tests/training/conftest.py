@@ -54,7 +54,7 @@ def tiny_config(pairs_table, tmp_path):
     def build(**overrides):
         values = {
             "model": "msclip-tiny",
-            "bands": None,
+            "model_bands": None,
             "pretrained": None,
             "random_init": True,
             "data": pairs_table,

@@ -12,6 +12,7 @@ import yaml
 from msclip import load_model
 from msclip.cli import main
 from msclip.training.checkpoints import load_training_state
+from msclip.training.config import make_config
 from tests.conftest import L2A_CHIPS
 
 
@@ -19,7 +20,7 @@ def test_train_then_classify_with_the_exported_checkpoint(pairs_table, tmp_path,
     config = tmp_path / "train.yaml"
     options = {
         "model": "msclip-tiny",
-        "bands": None,
+        "model_bands": None,
         "pretrained": None,
         "random_init": True,
         "data": pairs_table,
@@ -50,8 +51,20 @@ def test_train_then_classify_with_the_exported_checkpoint(pairs_table, tmp_path,
     assert len(pd.read_csv(table)) == 5
 
 
+def test_old_bands_spelling_still_names_the_model_bands_with_a_note(capsys):
+    """train's --bands named the model's bands; --model-bands does now, --bands still works and says so."""
+    assert main(["train", "--bands", "B02", "B03", "B04", "--print-config"]) == 0
+    out, err = capsys.readouterr()
+    assert "training option bands is deprecated: use model_bands (--model-bands)" in err
+    printed = yaml.safe_load(out)
+    assert printed["model_bands"] == ["B02", "B03", "B04"] and "bands" not in printed
+    with pytest.warns(FutureWarning):
+        config = make_config(overrides={"bands": ["B04"], "input_bands": ["B04", "B03", "B02"]})
+    assert config.model_bands == ["B04"] and config.input_bands == ["B04", "B03", "B02"]
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
-    assert main(["train", "--model", "msclip-tiny", "--bands", "none", "--random-init", "true"]) == 1
+    assert main(["train", "--model", "msclip-tiny", "--model-bands", "none", "--random-init", "true"]) == 1
     assert "no training data" in capsys.readouterr().err
     config = tmp_path / "bad.yaml"
     config.write_text("learning_rate: 0.1\n")
@@ -70,7 +83,7 @@ def test_an_unreadable_chip_is_reported_and_replaced(tmp_path, capsys):
         "train",
         "--model",
         "msclip-tiny",
-        "--bands",
+        "--model-bands",
         "none",
         "--pretrained",
         "none",
@@ -85,7 +98,18 @@ def test_an_unreadable_chip_is_reported_and_replaced(tmp_path, capsys):
 def test_exported_files_record_the_model_so_checkpoint_alone_is_enough(pairs_table, tmp_path, capsys):
     """msclip-tiny on four bands (not the default ViT-B-16 on ten): classify needs no --model."""
     out = tmp_path / "run"
-    args = ["train", "--model", "msclip-tiny", "--bands", "B02", "B03", "B04", "B08", "--pretrained", "none"]
+    args = [
+        "train",
+        "--model",
+        "msclip-tiny",
+        "--model-bands",
+        "B02",
+        "B03",
+        "B04",
+        "B08",
+        "--pretrained",
+        "none",
+    ]
     args += ["--random-init", "true", "--data", pairs_table, "--batch-size", "4", "--steps", "1"]
     assert main([*args, "--device", "cpu", "--output", str(out)]) == 0
     recorded = json.loads((out / "model.json").read_text())
@@ -129,7 +153,7 @@ def test_rows_without_a_pair_are_named_not_dropped_silently(pairs_table, tmp_pat
         "train",
         "--model",
         "msclip-tiny",
-        "--bands",
+        "--model-bands",
         "none",
         "--random-init",
         "true",

@@ -12,7 +12,9 @@ from msclip.training import Trainer
 def test_start_from_an_rgb_open_clip_checkpoint_widened_with_zeros(tiny_config, tmp_path):
     rgb = load_model("msclip-tiny", bands=RGB, random_init=True, device="cpu").clip
     torch.save(rgb.state_dict(), tmp_path / "rgb.pt")
-    trainer = Trainer(tiny_config(bands=list(S2_10), random_init=False, pretrained=str(tmp_path / "rgb.pt")))
+    trainer = Trainer(
+        tiny_config(model_bands=list(S2_10), random_init=False, pretrained=str(tmp_path / "rgb.pt"))
+    )
     conv = trainer.clip.visual.conv1.weight
     for rgb_index, band in enumerate(RGB):
         assert torch.equal(conv[:, S2_10.index(band)], rgb.visual.conv1.weight[:, rgb_index])

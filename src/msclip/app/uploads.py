@@ -87,7 +87,7 @@ def open_checked(item: Staged, limits: Limits, layout: str | None) -> Raster:
 def for_page(message: str, item: Staged) -> str:
     """A reader's message as the page shows it: the user's file name, never the temporary path."""
     message = message.replace(item.path, item.name).replace("pass --layout", "choose a layout")
-    message = message.replace(" or --bands", "")
+    message = message.replace(" or --input-bands", "")
     return message if message.startswith(item.name) else f"{item.name}: {message}"
 
 

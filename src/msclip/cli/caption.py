@@ -8,6 +8,7 @@ import os
 from msclip.bands import LAYOUTS
 from msclip.cli.common import (
     LonLatBox,
+    add_input_bands_option,
     fraction,
     non_negative_int,
     positive_float,
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--output", required=True, help="folder of Parquet parts (re-running resumes it)")
     p.add_argument("--layout", choices=list(LAYOUTS), help="channel order of the files (default: by count)")
-    p.add_argument("--bands", nargs="+", help="band names of the files' channels, in order (beats --layout)")
+    add_input_bands_option(p, "band names of the files' channels, in order (beats --layout)")
     tags = p.add_argument_group("Overture Maps")
     source = tags.add_mutually_exclusive_group(required=True)
     source.add_argument("--overture", nargs="+", help="local GeoParquet extract: files or folders")
@@ -93,7 +94,7 @@ def run_caption(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     check_output_kind(args.output, captions=not args.tags_only)  # before the VLM loads
     prompts = prompt_set(args.prompts)
-    sources = chip_sources(args.inputs, args.layout, args.bands, args.view_size)
+    sources = chip_sources(args.inputs, args.layout, args.input_bands, args.view_size)
     index = _overture_index(args)
     backend = None if args.tags_only else _backend(args)
     result = caption(

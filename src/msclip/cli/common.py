@@ -45,9 +45,7 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--layout", choices=list(LAYOUTS), help="channel order of the files (default: by count)"
     )
-    group.add_argument(
-        "--bands", nargs="+", help="band names of the files' channels, in order (beats --layout)"
-    )
+    add_input_bands_option(group, "band names of the files' channels, in order (beats --layout)")
     group.add_argument(
         "--boa-offset",
         default="auto",
@@ -60,6 +58,11 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         type=non_negative_int,
         help="DataLoader reader processes (default: a reader thread on < 8 cores, else by input size)",
     )
+
+
+def add_input_bands_option(group, help: str) -> None:
+    """``--input-bands``, the files' channel names, in every command (``--bands`` is the same option)."""
+    group.add_argument("--input-bands", "--bands", dest="input_bands", nargs="+", metavar="BAND", help=help)
 
 
 def model_args_from(args: argparse.Namespace):
@@ -86,7 +89,7 @@ def announce(model, requested: str) -> None:
 def input_options_from(args: argparse.Namespace) -> InputOptions:
     from msclip.data import InputOptions
 
-    return InputOptions(args.layout, tuple(args.bands) if args.bands else None, args.boa_offset)
+    return InputOptions(args.layout, tuple(args.input_bands) if args.input_bands else None, args.boa_offset)
 
 
 def stream_options_from(args: argparse.Namespace) -> dict:

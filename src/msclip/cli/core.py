@@ -65,7 +65,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
     iter_paths(args.inputs)
     check_table_path(args.output)
-    input_options_from(args)  # checks --layout, --bands and --boa-offset
+    input_options_from(args)  # checks --layout, --input-bands and --boa-offset
 
 
 def run_classify(args: argparse.Namespace) -> int:

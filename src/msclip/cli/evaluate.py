@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from msclip.bands import LAYOUTS
-from msclip.cli.common import add_precision_option, non_negative_int, positive_int
+from msclip.cli.common import add_input_bands_option, add_precision_option, non_negative_int, positive_int
 
 
 def register(subparsers) -> None:
@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     )
     group = p.add_argument_group("input (generic folders)")
     group.add_argument("--layout", choices=list(LAYOUTS), help="channel order of generic folders' files")
-    group.add_argument("--bands", nargs="+", help="band names of generic folders' files, in order")
+    add_input_bands_option(group, "band names of generic folders' files, in order")
     group.add_argument("--boa-offset", default="auto", choices=["auto", "0", "1000"])
     group.add_argument("--batch-size", type=positive_int, default=64)
     group.add_argument(

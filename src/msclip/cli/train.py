@@ -31,7 +31,7 @@ def _converter(type_name: str):
 
 
 def register(subparsers) -> None:
-    from msclip.training.config import FIELDS, list_fields
+    from msclip.training.config import FIELDS, RENAMED, list_fields
 
     p = subparsers.add_parser(
         "train",
@@ -53,6 +53,15 @@ def register(subparsers) -> None:
             nargs="+" if name in lists else None,
             metavar=name.upper(),
         )
+    for old, new in RENAMED.items():
+        group.add_argument(
+            f"--{old}",
+            dest=old,
+            type=_converter(str(FIELDS[new].type)),
+            nargs="+" if new in lists else None,
+            metavar=new.upper(),
+            help=f"deprecated spelling of --{new.replace('_', '-')}",
+        )
     p.set_defaults(run=run_train)
 
 
@@ -61,9 +70,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     from msclip.cli.common import report_skipped
     from msclip.training import make_config, train
-    from msclip.training.config import FIELDS
+    from msclip.training.config import FIELDS, RENAMED
 
-    overrides = {k: None if v == [None] else v for k, v in vars(args).items() if k in FIELDS}
+    known = {*FIELDS, *RENAMED}
+    overrides = {k: None if v == [None] else v for k, v in vars(args).items() if k in known}
     config = make_config(getattr(args, "config", None), overrides)
     if getattr(args, "print_config", False):
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")

@@ -4,6 +4,7 @@ every checkpoint so a run can always be told apart and repeated."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,9 @@ class TrainConfig:
 
     # model: start from an open_clip RGB tag (widened), the official checkpoint, or one of ours
     model: str = "ViT-B-16"
-    bands: list[str] | None = field(default_factory=lambda: list(S2_10))
+    model_bands: list[str] | None = field(
+        default_factory=lambda: list(S2_10)
+    )  # the model's; none: the arch's
     pretrained: str | None = "laion2b_s34b_b88k"
     checkpoint: str | None = None
     random_init: bool = False
@@ -42,7 +45,7 @@ class TrainConfig:
     image_column: str = "image"
     caption_column: str = "caption"
     layout: str | None = None
-    input_bands: list[str] | None = None
+    input_bands: list[str] | None = None  # the files' channels, as ``--input-bands`` of every command
     boa_offset: str = "auto"
     crop_scale: list[float] | None = None  # RandomResizedCrop area range; None: plain random crop
     flips: bool = True
@@ -78,6 +81,9 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+#: Old option names still read (YAML keys and flags), each with a deprecation note: ``bands`` named the
+#: model's bands here while every other command's ``--bands`` names the files' channels.
+RENAMED = {"bands": "model_bands"}
 
 
 def list_fields() -> set[str]:
@@ -97,12 +103,28 @@ def make_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise MSClipError(f"config {path} must be a mapping of option: value")
         values.update({k.replace("-", "_"): v for k, v in loaded.items()})
     values.update(overrides or {})
+    values = _renamed(values)
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise MSClipError(f"unknown training option(s): {', '.join(unknown)}")
     config = TrainConfig(**values)
     check(config)
     return config
+
+
+def _renamed(values: dict) -> dict:
+    """``values`` with old option names under their new ones (a FutureWarning each; the new name wins)."""
+    for old, new in RENAMED.items():
+        if old in values:
+            warnings.warn(
+                f"training option {old} is deprecated: use {new} (--{new.replace('_', '-')}); "
+                "--input-bands names the files' channels",
+                FutureWarning,
+                stacklevel=3,
+            )
+            value = values.pop(old)
+            values.setdefault(new, value)
+    return values
 
 
 def check(config: TrainConfig) -> None:

@@ -65,7 +65,7 @@ class Trainer:
         self.model = load_model(
             config.model,
             config.checkpoint,
-            bands=config.bands,
+            bands=config.model_bands,
             pretrained=config.pretrained,
             random_init=config.random_init,
             widen_init=cast(Literal["zeros", "mean"], config.widen_init),
