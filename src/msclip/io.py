@@ -62,6 +62,31 @@ class Raster:
         return (c, f + e * height, c + a * width, f)
 
 
+def make_raster(
+    array: np.ndarray,
+    path: str,
+    bands: tuple[str, ...] = (),
+    layout: str | None = None,
+    input_bands: list[str] | tuple[str, ...] | None = None,
+    channels_last: bool | None = False,
+    **georef,
+) -> Raster:
+    """The one way a Raster is made from pixels, whichever reader or source holds them.
+
+    ``channels_last``: True for (H, W, C) arrays, None to tell by shape (``.npy`` files and shard samples
+    come either way: the channel axis is the short one), False for (C, H, W). Band names: ``input_bands``
+    (the user's), else ``layout``, else ``bands`` (what the source says), else the channel count.
+    ``georef``: ``crs``, ``transform``, ``nodata``, ``tags``.
+    """
+    if channels_last is None:
+        array = _channels_first(array, path)
+    elif channels_last:
+        array = np.ascontiguousarray(np.moveaxis(array, -1, 0))
+    if input_bands or layout or not bands:
+        bands = resolve_layout(layout, input_bands, array.shape[0])
+    return Raster(array, tuple(bands), path, **georef)
+
+
 def read(path: str | os.PathLike, layout: str | None = None, bands: list[str] | None = None) -> Raster:
     """Read one chip; band names come from ``bands``, else ``layout``, else the file, else the band count."""
     path = str(path)
@@ -70,20 +95,19 @@ def read(path: str | os.PathLike, layout: str | None = None, bands: list[str] | 
         raise SkippedImage(f"{path}: no such file")
     try:
         if suffix in {".tif", ".tiff", ".jp2"}:
-            raster = _read_geotiff(path)
+            array, named, georef = _read_geotiff(path)
         elif suffix in {".npy", ".npz"}:
-            raster = Raster(_channels_first(_read_numpy(path), path), bands=(), path=path)
+            array, named, georef = _read_numpy(path), (), {}
         elif suffix in {".png", ".jpg", ".jpeg"}:
-            raster = _read_picture(path)
+            array, named, georef = _read_picture(path), RGB, {}
         else:
             raise SkippedImage(f"{path}: unsupported file type {suffix!r}")
     except (SkippedImage, MSClipError):
         raise
     except Exception as exc:  # any library's complaint about a corrupt file becomes a skip
         raise SkippedImage(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
-    if bands or layout or not raster.bands:
-        raster.bands = resolve_layout(layout, bands, raster.array.shape[0])
-    return raster
+    channels_last = None if suffix in {".npy", ".npz"} else False
+    return make_raster(array, path, named, layout, bands, channels_last, **georef)
 
 
 def _check_header_size(path: str, count: int, height: int, width: int) -> None:
@@ -103,7 +127,7 @@ def _reduced_shape(count: int, height: int, width: int) -> tuple[int, int, int] 
     return count, max(1, round(height * factor)), max(1, round(width * factor))
 
 
-def _read_geotiff(path: str) -> Raster:
+def _read_geotiff(path: str) -> tuple[np.ndarray, tuple[str, ...], dict]:
     import rasterio
     from affine import Affine
     from rasterio.enums import Resampling
@@ -130,7 +154,7 @@ def _read_geotiff(path: str) -> Raster:
         file_bands = tuple(names)  # type: ignore[arg-type]
     else:
         file_bands = ()
-    return Raster(array, file_bands, path, crs, transform, nodata, tags)
+    return array, file_bands, {"crs": crs, "transform": transform, "nodata": nodata, "tags": tags}
 
 
 def _read_numpy(path: str) -> np.ndarray:
@@ -144,12 +168,12 @@ def _read_numpy(path: str) -> np.ndarray:
     return np.array(header)
 
 
-def _read_picture(path: str) -> Raster:
+def _read_picture(path: str) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
         array = np.asarray(image.convert("RGB"))
-    return Raster(np.ascontiguousarray(array.transpose(2, 0, 1)), RGB, path)
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
 def _channels_first(array: np.ndarray, path: str) -> np.ndarray:

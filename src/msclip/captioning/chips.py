@@ -12,10 +12,11 @@ import numpy as np
 import shapely
 from PIL import Image
 
-from msclip.bands import RGB, normalize_band_name, select_bands
+from msclip.bands import RGB, select_bands
 from msclip.data import valid_mask
 from msclip.errors import MSClipError, SkippedImage
-from msclip.io import Raster, read
+from msclip.io import Raster
+from msclip.sources import CENTER_TAGS, ChipFile, Source, ZarrSample, opened_zarr, zarr_files
 
 #: SSL4EO-S12 v1.1 samples: 264 x 264 pixels at 10 m around the metadata's centre.
 SSL4EO_SIZE_PX = 264
@@ -102,29 +103,41 @@ def geotiff_sources(
 
 
 def _load_geotiff(path: str, layout, bands, view_size: int) -> tuple[shapely.Polygon, Image.Image]:
+    raster = _read(ChipFile(path, layout, tuple(bands) if bands else None))
+    return footprint(raster), _view(raster, view_size)
+
+
+def _read(source: Source) -> Raster:
+    """The source's pixels; any problem with them skips this chip, named."""
     try:
-        raster = read(path, layout, bands)
-        return footprint(raster), rgb_view(raster, view_size)
+        return source.read()
+    except SkippedImage:
+        raise
+    except MSClipError as exc:  # a file whose channels cannot be named is skipped, not fatal
+        raise SkippedImage(f"{source.name}: {exc}") from exc
+
+
+def _view(raster: Raster, view_size: int) -> Image.Image:
+    try:
+        return rgb_view(raster, view_size)
     except SkippedImage:
         raise
     except MSClipError as exc:  # a file without RGB bands is skipped, not fatal
-        raise SkippedImage(f"{path}: {exc}") from exc
+        raise SkippedImage(f"{raster.path}: {exc}") from exc
 
 
 def ssl4eo_sources(path: str | os.PathLike, view_size: int = VIEW_SIZE) -> list[ChipSource]:
-    """Every (file, sample, timestamp) of SSL4EO-S12 v1.1 Zarr files (read with msclip.training.ssl4eo);
+    """Every (file, sample, timestamp) of SSL4EO-S12 v1.1 Zarr files (:class:`msclip.sources.ZarrSample`);
     footprints come from the per-sample metadata (centre lat/lon, UTM CRS, 264 x 264 px at 10 m)."""
-    from msclip.training.ssl4eo import zarr_files
-
     sources = []
     for file in zarr_files(Path(path)):
-        ds = _open_zarr(str(file))
+        ds = opened_zarr(str(file))
         stem = file.name.split(".")[0]
         for sample_index, sample_id in enumerate(ds["sample"].values):
             for time_index in range(ds.sizes["time"]):
                 key = {"file": stem, "sample_id": str(sample_id), "time_id": str(time_index)}
-                load = partial(_load_ssl4eo, str(file), sample_index, time_index, view_size)
-                sources.append(ChipSource(key, load))
+                sample = ZarrSample(str(file), sample_index, time_index, str(sample_id))
+                sources.append(ChipSource(key, partial(_load_ssl4eo, sample, view_size)))
     return sources
 
 
@@ -146,28 +159,9 @@ def _is_zarr(path: Path) -> bool:
     return path.is_dir() and (any(path.glob("*.zarr.zip")) or any(path.glob("*.zarr")))
 
 
-@lru_cache(maxsize=8)
-def _open_zarr(path: str):
-    from msclip.training.ssl4eo import open_zarr
-
-    return open_zarr(path)
-
-
-def _load_ssl4eo(
-    path: str, sample_index: int, time_index: int, view_size: int
-) -> tuple[shapely.Polygon, Image.Image]:
-    from msclip.training.ssl4eo import DATA_VARIABLE
-
-    ds = _open_zarr(path)
-    name = f"{Path(path).name}:{ds['sample'].values[sample_index]}:{time_index}"
-    try:
-        data = ds[DATA_VARIABLE].isel(sample=sample_index, time=time_index).transpose("band", "y", "x")
-        bands = tuple(normalize_band_name(b) or str(b) for b in ds["band"].values)
-        raster = Raster(np.asarray(data.values), bands, path=name)
-        lat, lon = (float(ds[v].values[sample_index]) for v in ("center_lat", "center_lon"))
-        crs = f"EPSG:{int(ds['crs'].values[sample_index])}"
-        return ssl4eo_footprint(lat, lon, crs), rgb_view(raster, view_size)
-    except SkippedImage:
-        raise
-    except (MSClipError, KeyError, ValueError) as exc:
-        raise SkippedImage(f"{name}: {exc}") from exc
+def _load_ssl4eo(sample: ZarrSample, view_size: int) -> tuple[shapely.Polygon, Image.Image]:
+    raster = _read(sample)
+    if raster.crs is None or not set(CENTER_TAGS) <= set(raster.tags):
+        raise SkippedImage(f"{sample.name}: no centre or CRS in the Zarr metadata, so it has no footprint")
+    lat, lon = (float(raster.tags[tag]) for tag in CENTER_TAGS)
+    return ssl4eo_footprint(lat, lon, raster.crs), _view(raster, view_size)

@@ -2,14 +2,13 @@
 
 A loader turns a dataset root into an :class:`EvalSet`: class names in a fixed order and a sorted list of
 samples (a file, or BigEarthNet's per-band files) with their labels. Reading pixels happens later, in
-DataLoader workers, through :func:`load_raster` and :func:`msclip.data.prepare`.
+DataLoader workers, through each sample's :mod:`msclip.sources` source and :func:`msclip.data.prepare`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,9 +16,10 @@ from typing import Literal
 
 import numpy as np
 
-from msclip.bands import LAYOUTS, normalize_band_name
-from msclip.errors import MSClipError, SkippedImage
-from msclip.io import RASTER_SUFFIXES, Raster, read
+from msclip.bands import LAYOUTS
+from msclip.errors import MSClipError
+from msclip.io import RASTER_SUFFIXES, Raster
+from msclip.sources import BandArrays, BandFiles, ChipFile, Source
 
 Task = Literal["single", "multi"]
 #: Which published split a loader reads: the test split (benchmarks) or the training split (few-shot draws).
@@ -67,13 +67,18 @@ class EvalSet:
         return matrix
 
 
+def sample_source(sample: Sample, layout: str | None = None, bands: tuple[str, ...] | None = None) -> Source:
+    """Where the sample's pixels come from: a file, METER-ML's per-resolution arrays or BigEarthNet's band files."""
+    if isinstance(sample.source, str):
+        return ChipFile(sample.source, layout, bands)
+    if sample.source[0].endswith(".npy"):
+        return BandArrays(sample.source, tuple(METER_ML_ARRAYS[Path(p).name] for p in sample.source))
+    return BandFiles(sample.source, BIGEARTHNET_SIZE)
+
+
 def load_raster(sample: Sample, layout: str | None = None, bands: tuple[str, ...] | None = None) -> Raster:
     """The sample's pixels as a Raster with band names (per-band files are stacked first)."""
-    if isinstance(sample.source, str):
-        return read(sample.source, layout, list(bands) if bands else None)
-    if sample.source[0].endswith(".npy"):
-        return read_meter_ml_arrays(sample.source)
-    return read_band_files(sample.source)
+    return sample_source(sample, layout, bands).read()
 
 
 # ---------------------------------------------------------------------------------------------- class folders
@@ -268,7 +273,8 @@ CORINE_TO_19 = {
     "Sea and ocean": 18,
 }
 
-#: BigEarthNet v1 patches are 120 x 120 px at 10 m; 20 m and 60 m bands are resampled to it (as torchgeo).
+#: BigEarthNet v1 patches are 120 x 120 px at 10 m; 20 m and 60 m bands are resampled to it (as torchgeo;
+#: the rule: :mod:`msclip.resample`).
 BIGEARTHNET_SIZE = 120
 
 
@@ -359,32 +365,6 @@ def bigearthnet_v2(root: Path, name: str, split: Split = "test") -> EvalSet:
     return EvalSet(name, "multi", list(BIGEARTHNET_19), samples, str(root), None, notes, split_source=source)
 
 
-def read_band_files(paths: tuple[str, ...], size: int = BIGEARTHNET_SIZE) -> Raster:
-    """Stack single-band GeoTIFFs named ``..._B02.tif`` into one Raster, bilinear-resampled to ``size``.
-
-    Georeference comes from a 10 m band (the first file at full size), so bounds stay right.
-    """
-    import rasterio
-    from rasterio.enums import Resampling
-
-    bands = ((normalize_band_name(Path(p).stem.rsplit("_", 1)[-1]), p) for p in paths)
-    named = [(b, p) for b, p in bands if b]
-    if not named:
-        raise SkippedImage(f"{Path(paths[0]).parent}: no band files named *_B01.tif ... *_B12.tif")
-    layers, crs, transform = [], None, None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for _, path in named:
-                with rasterio.open(path) as src:
-                    layers.append(src.read(1, out_shape=(size, size), resampling=Resampling.bilinear))
-                    if transform is None and src.width == size and src.crs is not None:
-                        crs, transform = src.crs.to_string(), tuple(src.transform)[:6]
-    except rasterio.errors.RasterioError as exc:
-        raise SkippedImage(f"{Path(paths[0]).parent}: cannot read ({exc})") from exc
-    return Raster(np.stack(layers), tuple(b for b, _ in named), str(Path(paths[0]).parent), crs, transform)
-
-
 # -------------------------------------------------------------------------------------------------- METER-ML
 
 #: METER-ML class folders -> the reference's prompt names (folder order = the reference's label order).
@@ -451,27 +431,6 @@ def meter_ml_folders(root: Path, name: str, split: Split) -> EvalSet:
     dataset = image_folder(folder or root, name, class_names=METER_ML_CLASSES, skip=("train", "test"))
     dataset.split_source = f"{split}/" if folder else ""
     return dataset
-
-
-def read_meter_ml_arrays(paths: tuple[str, ...]) -> Raster:
-    """Stack a METER-ML folder's 10/20/60 m arrays on the 10 m grid (bilinear, as BigEarthNet's bands)."""
-    import torch
-    import torch.nn.functional as F
-
-    folder = str(Path(paths[0]).parent)
-    try:
-        arrays = [np.load(p, allow_pickle=False) for p in paths]
-    except (OSError, ValueError) as exc:
-        raise SkippedImage(f"{folder}: cannot read ({exc})") from exc
-    size = arrays[0].shape[:2]
-    layers = [
-        F.interpolate(
-            torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1)[None], size=size, mode="bilinear"
-        )[0].numpy()
-        for a in arrays
-    ]
-    bands = tuple(b for f in paths for b in METER_ML_ARRAYS[Path(f).name])
-    return Raster(np.concatenate(layers), bands, folder)
 
 
 def generic(

@@ -2,7 +2,8 @@
 
 A scene is a multi-band GeoTIFF/COG, a Sentinel-2 L2A ``.SAFE`` folder, a folder of per-band JP2/COG files,
 or a STAC item (JSON file or URL). Bands are found by name; 20 and 60 m bands are resampled on the fly to
-the finest grid (a GDAL warped VRT), so a window is read the same way whatever the band's resolution.
+the finest grid (a GDAL warped VRT, by the rule of :mod:`msclip.resample`), so a window is read the same
+way whatever the band's resolution.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import numpy as np
 import pandas as pd
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from msclip.bands import normalize_band_name, resolve_layout
 from msclip.data import acquisition_time
 from msclip.errors import MSClipError, SkippedImage, describe_failure
-from msclip.io import Raster
+from msclip.io import Raster, make_raster
+from msclip.resample import on_grid, stored
 
 #: Scene classification (SCL) classes that hide the ground: cloud shadow, cloud medium/high, thin cirrus.
 SCL_CLOUD = (3, 8, 9, 10)
@@ -265,9 +266,11 @@ class SceneReader:
             by_file.setdefault(scene.bands[band].href, []).append(i)
         for href, positions in by_file.items():
             dataset = self._dataset(href, categorical=False)
-            out[positions] = dataset.read([scene.bands[bands[i]].index for i in positions], window=window)
-        return Raster(
-            out, bands, scene.name, scene.crs, _window_transform(scene, window), scene.nodata, scene.tags
+            values = dataset.read([scene.bands[bands[i]].index for i in positions], window=window)
+            out[positions] = stored(values, self._source_dtype(href))
+        transform = _window_transform(scene, window)
+        return make_raster(
+            out, scene.name, bands, crs=scene.crs, transform=transform, nodata=scene.nodata, tags=scene.tags
         )
 
     def overview(self, bands: tuple[str, ...], size: int = OVERVIEW_PX) -> np.ndarray:
@@ -291,6 +294,9 @@ class SceneReader:
             return None
         return self._dataset(source.href, categorical=True).read(source.index, window=window)
 
+    def _source_dtype(self, href: str) -> str:
+        return self._open[(href, False)][0].dtypes[0]
+
     def _dataset(self, href: str, categorical: bool):
         key = (href, categorical)
         if self._env is None:  # GDAL's default block cache (5% of RAM) per process would dwarf a window
@@ -300,26 +306,14 @@ class SceneReader:
             with _quiet():
                 src = rasterio.open(href)
             scene = self.scene
-            same_grid = (src.width, src.height) == (scene.width, scene.height) and tuple(src.transform)[
-                :6
-            ] == scene.transform
-            self._open[key] = (src, src if same_grid else self._warped(src, categorical))
+            view = on_grid(src, scene.crs, scene.transform, scene.width, scene.height, categorical)
+            self._open[key] = (src, view)
         return self._open[key][1]
-
-    def _warped(self, src, categorical: bool) -> WarpedVRT:
-        scene = self.scene
-        return WarpedVRT(
-            src,
-            crs=scene.crs,
-            transform=rasterio.Affine(*scene.transform),
-            width=scene.width,
-            height=scene.height,
-            resampling=Resampling.nearest if categorical else Resampling.bilinear,
-        )
 
     def close(self) -> None:
         for src, view in self._open.values():
-            view.close()
+            if view is not src:
+                view.close()
             src.close()
         self._open.clear()
         if self._env is not None:

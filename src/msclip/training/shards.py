@@ -1,5 +1,5 @@
-"""WebDataset tar shards for large runs: ``{key}.npy`` (bands x H x W, the layout given by ``layout`` /
-``input_bands`` or the band count) with ``{key}.txt`` (one caption per line) or ``{key}.json``
+"""WebDataset tar shards for large runs: ``{key}.npy`` (bands x H x W or H x W x bands, the layout given
+by ``layout`` / ``input_bands`` or the band count) with ``{key}.txt`` (one caption per line) or ``{key}.json``
 (a list of captions, or ``{"captions": [...]}``).
 
 As open_clip does for large runs, every rank and DataLoader worker draws shards at random (with
@@ -17,10 +17,9 @@ import zlib
 import numpy as np
 from torch.utils.data import IterableDataset
 
-from msclip.bands import resolve_layout
 from msclip.data import InputOptions, prepare
 from msclip.errors import MSClipError
-from msclip.io import Raster
+from msclip.sources import InMemory
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +82,11 @@ class ShardChips(IterableDataset):
             raise MSClipError(f"{key}: no .npy image in the shard sample")
         array = np.load(io.BytesIO(sample["npy"]), allow_pickle=False)
         options = self.options
-        bands = resolve_layout(options.layout, options.bands, array.shape[0])
         captions = _captions(sample)
         if not captions:
             raise MSClipError(f"{key}: no caption (.txt or .json) in the shard sample")
-        prepared, _ = prepare(Raster(array, bands, path=key), self.bands, options)
+        raster = InMemory(array, key, options.layout, options.bands).read()
+        prepared, _ = prepare(raster, self.bands, options)
         rng = np.random.default_rng([self.seed, self.epoch, zlib.crc32(key.encode())])
         caption = captions[int(rng.integers(len(captions)))]
         return {

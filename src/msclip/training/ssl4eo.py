@@ -10,44 +10,18 @@ offset (+1000); it is removed before normalisation because the model's statistic
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from msclip.bands import BOA_OFFSET, normalize_band_name
 from msclip.errors import MSClipError
 from msclip.io import Raster
+from msclip.sources import ZarrSample, open_zarr, zarr_files
 
-DATA_VARIABLE = "bands"
 SAMPLE_COLUMNS = ("sample_id", "sample", "id", "key")
 TIME_COLUMNS = ("time", "timestamp", "time_", "date", "season")
 CAPTION_COLUMNS = ("caption", "captions", "text")
 FILE_COLUMNS = ("file", "file_name", "zarr_file", "filename")
-
-
-def open_zarr(path: str | Path):
-    """A Zarr dataset from a ``.zarr.zip`` file or a ``.zarr`` folder, lazily (nothing read yet)."""
-    import xarray as xr
-    import zarr
-
-    path = str(path)
-    store = zarr.storage.ZipStore(path, mode="r") if path.endswith(".zip") else path
-    try:
-        return xr.open_zarr(store, consolidated=None)
-    except Exception as exc:
-        raise MSClipError(f"{path}: not a readable Zarr dataset ({type(exc).__name__}: {exc})") from exc
-
-
-def zarr_files(path: str | Path) -> list[Path]:
-    path = Path(path)
-    if path.is_dir() and not path.name.endswith(".zarr"):
-        files = sorted([*path.glob("*.zarr.zip"), *path.glob("*.zarr")])
-    else:
-        files = [path]
-    if not files or not files[0].exists():
-        raise MSClipError(f"no SSL4EO-S12 Zarr files (*.zarr.zip) at {path}")
-    return files
 
 
 def read_captions(path: str | Path) -> pd.DataFrame:
@@ -102,6 +76,7 @@ class SSL4EOSource:
         self.files = zarr_files(data)
         table = read_captions(captions)
         self.entries: list[tuple[int, int, int, list[str]]] = []
+        self.sample_ids: list[list[str]] = []  # per file
         self._used: set[int] = set()
         usable = table[~table["blank"]]
         for file_index, file in enumerate(self.files):
@@ -111,13 +86,13 @@ class SSL4EOSource:
             raise MSClipError(f"no caption in {captions} matches a sample and timestamp of {data}")
         #: caption rows that give no training pair, counted and named (a few row numbers as examples)
         self.dropped = _unmatched_report(table, self._used)
-        self._open: dict[int, Any] = {}  # xarray Datasets
 
     def _index(self, file_index: int, file: Path, ds, table: pd.DataFrame) -> None:
         stem = file.name.split(".")[0]
         rows = table[(table["file"] == stem) | table["file"].isna()] if table["file"].notna().any() else table
         by_sample = {sid: group for sid, group in rows.groupby("sample_id")}
         sample_ids = [str(s) for s in ds["sample"].values]
+        self.sample_ids.append(sample_ids)
         time_name = "time_" if "time_" in ds.variables else "time"
         for sample_index, sample_id in enumerate(sample_ids):
             group = by_sample.get(sample_id)
@@ -133,26 +108,13 @@ class SSL4EOSource:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getstate__(self):  # DataLoader workers open their own handles
-        return {**self.__dict__, "_open": {}}
+    def source(self, index: int) -> ZarrSample:
+        file_index, sample_index, time_index, _ = self.entries[index]
+        sample_id = self.sample_ids[file_index][sample_index]
+        return ZarrSample(str(self.files[file_index]), sample_index, time_index, sample_id)
 
     def load(self, index: int) -> tuple[Raster, list[str]]:
-        file_index, sample_index, time_index, captions = self.entries[index]
-        if file_index not in self._open:
-            self._open[file_index] = open_zarr(self.files[file_index])
-        ds = self._open[file_index]
-        data = ds[DATA_VARIABLE].isel(sample=sample_index, time=time_index).transpose("band", "y", "x")
-        bands = tuple(normalize_band_name(b) or str(b) for b in ds["band"].values)
-        offset = ds.attrs.get("BOA_ADD_OFFSET", -BOA_OFFSET)
-        crs = ds["crs"].values[sample_index] if "crs" in ds.variables else None
-        raster = Raster(
-            np.asarray(data.values),
-            bands,
-            path=f"{self.files[file_index].name}:{ds['sample'].values[sample_index]}:{time_index}",
-            crs=f"EPSG:{int(crs)}" if crs is not None else None,
-            tags={"BOA_ADD_OFFSET": str(offset)},
-        )
-        return raster, captions
+        return self.source(index).read(), self.entries[index][3]
 
 
 def _unmatched_report(table: pd.DataFrame, used: set[int]) -> list[str]:
