@@ -21,9 +21,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from msclip.bands import LAYOUTS
-from msclip.data import InputOptions, collate_chips
+from msclip.data import InputOptions, collate_records
 from msclip.evaluation.datasets import resolve
-from msclip.evaluation.runner import SampleDataset, score
+from msclip.evaluation.runner import sample_dataset, score
 from msclip.models import load_model
 
 CHIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentinel2_l2a_examples"
@@ -61,8 +61,8 @@ def raw_forward(model, batch: torch.Tensor, images: int) -> float:
 
 def data_only(model, dataset, batch_size: int, workers: int) -> float:
     """Images/s of reading and preparing alone (the loop's DataLoader without the model)."""
-    samples = SampleDataset(dataset, model.bands, model.transform, InputOptions())
-    loader = DataLoader(samples, batch_size=batch_size, num_workers=workers, collate_fn=collate_chips)
+    samples = sample_dataset(dataset, model.bands, model.transform, InputOptions())
+    loader = DataLoader(samples, batch_size=batch_size, num_workers=workers, collate_fn=collate_records)
     start = time.perf_counter()
     count = sum(len(batch["index"]) for batch in loader)
     return count / (time.perf_counter() - start)

@@ -35,11 +35,11 @@ def chip_batch(model) -> torch.Tensor:
 def _loader(model):
     from torch.utils.data import DataLoader
 
-    from msclip.data import ChipDataset, InputOptions, collate_chips
+    from msclip.data import InputOptions, chip_dataset, collate_records
     from msclip.io import iter_paths
 
-    dataset = ChipDataset(iter_paths([str(CHIPS)]), model.bands, model.transform, InputOptions())
-    return DataLoader(dataset, batch_size=8, collate_fn=collate_chips)
+    dataset = chip_dataset(iter_paths([str(CHIPS)]), model.bands, model.transform, InputOptions())
+    return DataLoader(dataset, batch_size=8, collate_fn=collate_records)
 
 
 def outputs(model, images: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,13 +1,13 @@
 """From a file on disk to the array a model's transform takes: bands by name, offset removed, gaps filled.
 
-The :class:`ChipDataset` runs this in DataLoader workers; a bad file becomes an error record that the
-caller reports and skips, so one corrupt chip never stops a batch.
+The :class:`SourceDataset` runs this in DataLoader workers for every capability; a bad input becomes the
+failure record that the caller reports and skips, so one corrupt chip never stops a batch.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +25,8 @@ from msclip.bands import (
     select_bands,
 )
 from msclip.errors import BoaOffsetWarning, MSClipError, SkippedImage, describe_failure
-from msclip.io import Raster, read
+from msclip.io import Raster
+from msclip.sources import ChipFile, Source
 
 #: Reflectance (x 10000) that maps to 255 when a multispectral file is shown to an RGB model.
 RGB_COMPOSITE_MAX = 3000.0
@@ -238,68 +239,90 @@ def rgb_composite(reflectance: np.ndarray) -> np.ndarray:
     return np.round(scaled).astype(np.uint8)
 
 
-class ChipDataset(Dataset):
-    """Paths -> (index, transformed tensor, filled fraction), or (index, error message) for a bad file."""
+class SourceDataset(Dataset):
+    """Sources -> records, the one Dataset of every capability: ``{"index", "name", **prepare(source)}`` for a
+    usable source, the failure record ``{"index", "name", "error"}`` for one that fails, whatever failed.
 
-    def __init__(
-        self,
-        paths: list[str],
-        bands: tuple[str, ...],
-        transform,
-        options: InputOptions,
-        scene_side: int | None = None,
-    ):
-        self.paths = paths
-        self.bands = bands
-        self.transform = transform
-        self.options = options
-        #: rasters this large on a side are scenes, refused here (embed gives them windows elsewhere)
-        self.scene_side = scene_side
+    ``prepare`` reads the source and returns the record's fields (at least ``image``); it may also return an
+    ``error`` field itself for a deliberate skip (a scene window without enough valid data).
+    """
+
+    def __init__(self, sources: Sequence[Source], prepare: Callable[[Source], dict]):
+        self.sources = sources
+        self.prepare = prepare
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.sources)
 
     def __getitem__(self, index: int) -> dict:
-        path = self.paths[index]
+        source = self.sources[index]
         try:
-            raster = read(path, self.options.layout, list(self.options.bands) if self.options.bands else None)
-            if self.scene_side and max(raster.array.shape[-2:]) >= self.scene_side:
-                raise SkippedImage(
-                    f"{path}: a scene, not a chip; embed its windows with `msclip embed` or "
-                    "msclip.scenes.embed_scene(model, msclip.scenes.open_scene(path))"
-                )
-            prepared = prepare_image(raster, self.bands, self.options)
-            return {
-                "index": index,
-                "image": self.transform(prepared.array),
-                "filled": prepared.filled,
-                "boa_offset": prepared.offset,
-                "crs": raster.crs,
-                "bounds": raster.bounds,
-                "datetime": acquisition_time(raster.tags),
-            }
-        except Exception as exc:  # whatever failed for this file skips it, named, not the batch
-            return {"index": index, "error": describe_failure(path, exc)}
+            return {"index": index, "name": source.name, **self.prepare(source)}
+        except Exception as exc:  # whatever failed for this input skips it, named, not the batch
+            return failure_record(index, source.name, exc)
 
 
-def collate_chips(records: list[dict]) -> dict:
-    """Stack the good records of a batch; keep the bad ones as (index, message) pairs."""
+def failure_record(index: int, name: str, exc: BaseException) -> dict:
+    """The one record of an input that could not be used: its position, its name and one line why."""
+    return {"index": index, "name": name, "error": describe_failure(name, exc)}
+
+
+def collate_records(records: list[dict]) -> dict:
+    """The one collate: the usable records' fields as lists (``image`` stacked, None when there is none) and
+    the failure records, whole, under ``failed``."""
     good = [r for r in records if "error" not in r]
-    return {
-        "index": [r["index"] for r in good],
-        "image": torch.stack([r["image"] for r in good]) if good else None,
-        "filled": [r["filled"] for r in good],
-        # georeference, date and offset decision are optional in a record (evaluation datasets have none)
-        "crs": [r.get("crs") for r in good],
-        "bounds": [r.get("bounds") for r in good],
-        "datetime": [r.get("datetime") for r in good],
-        "boa_offset": [r.get("boa_offset") for r in good],
-        "errors": [(r["index"], r["error"]) for r in records if "error" in r],
-    }
+    keys = dict.fromkeys(key for r in good for key in r if key != "image")
+    batch: dict = {key: [r.get(key) for r in good] for key in ("index", "name", *keys)}
+    batch["image"] = torch.stack([r["image"] for r in good]) if good else None
+    batch["failed"] = [r for r in records if "error" in r]
+    return batch
+
+
+@dataclass(frozen=True)
+class ForModel:
+    """A source as a model takes it (picklable, for DataLoader workers): bands by name, offset removed, gaps
+    filled, the model's transform; with its georeference, date and offset decision.
+
+    ``scene_side``: rasters this large on a side are scenes, refused (embed gives them windows elsewhere).
+    """
+
+    bands: tuple[str, ...]
+    transform: Callable
+    options: InputOptions
+    scene_side: int | None = None
+
+    def __call__(self, source: Source) -> dict:
+        raster = source.read()
+        if self.scene_side and max(raster.array.shape[-2:]) >= self.scene_side:
+            raise SkippedImage(
+                f"{source.name}: a scene, not a chip; embed its windows with `msclip embed` or "
+                "msclip.scenes.embed_scene(model, msclip.scenes.open_scene(path))"
+            )
+        prepared = prepare_image(raster, self.bands, self.options)
+        return {
+            "image": self.transform(prepared.array),
+            "filled": prepared.filled,
+            "boa_offset": prepared.offset,
+            "crs": raster.crs,
+            "bounds": raster.bounds,
+            "datetime": acquisition_time(raster.tags),
+        }
+
+
+def chip_dataset(
+    paths: Sequence[str],
+    bands: tuple[str, ...],
+    transform,
+    options: InputOptions,
+    scene_side: int | None = None,
+) -> SourceDataset:
+    """Chip files as model-ready records (see :class:`ForModel`)."""
+    sources = [ChipFile(path, options.layout, options.bands) for path in paths]
+    return SourceDataset(sources, ForModel(bands, transform, options, scene_side))
 
 
 def chip_loader(dataset, device: str, batch_size: int, workers: int | None = None):
-    """The one DataLoader of chip records: in order, bad records kept for the report, reader processes
+    """The one DataLoader of source records: in order, bad records kept for the report, reader processes
     only where the machine has cores to spare for them (see :func:`msclip.runtime.reader_processes`)."""
     from torch.utils.data import DataLoader
 
@@ -309,7 +332,7 @@ def chip_loader(dataset, device: str, batch_size: int, workers: int | None = Non
         dataset,
         batch_size=batch_size,
         num_workers=reader_processes(len(dataset)) if workers is None else workers,
-        collate_fn=collate_chips,
+        collate_fn=collate_records,
         shuffle=False,
         pin_memory=device.startswith("cuda"),
     )

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from msclip.data import ChipDataset, InputOptions, OffsetDecision, chip_loader, warn_offset_decisions
+from msclip.data import InputOptions, OffsetDecision, chip_dataset, chip_loader, warn_offset_decisions
 from msclip.errors import MSClipError
 from msclip.io import iter_paths
 from msclip.models import MSClipModel
@@ -65,16 +65,15 @@ def embed_batches(
     """
     paths = iter_paths(inputs)
     scene_side = 2 * model.spec.image_size if refuse_scenes else None  # msclip.scenes.is_scene's rule
-    dataset = ChipDataset(paths, model.bands, model.transform, options or InputOptions(), scene_side)
+    dataset = chip_dataset(paths, model.bands, model.transform, options or InputOptions(), scene_side)
     loader = chip_loader(dataset, model.device, batch_size, workers)
     decisions: dict[str, OffsetDecision] = {}
     with tqdm(total=len(paths), unit="img", disable=not progress, desc="images") as bar:
         for batch in batches(loader):
-            for index, message in batch["errors"]:
-                if skipped is not None:
-                    skipped.append((paths[index], message))
+            if skipped is not None:
+                skipped.extend((failed["name"], failed["error"]) for failed in batch["failed"])
             if batch["image"] is not None:
-                batch_paths = [paths[i] for i in batch["index"]]
+                batch_paths = batch["name"]
                 decisions.update(zip(batch_paths, batch["boa_offset"], strict=True))
                 yield Batch(
                     batch_paths,
@@ -85,7 +84,7 @@ def embed_batches(
                     batch["datetime"],
                     batch["boa_offset"],
                 )
-            bar.update(len(batch["index"]) + len(batch["errors"]))
+            bar.update(len(batch["index"]) + len(batch["failed"]))
     warn_offset_decisions(decisions)
 
 

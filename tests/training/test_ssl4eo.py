@@ -71,7 +71,7 @@ def test_reads_samples_timestamps_and_their_captions(ssl4eo):
         (0, 1, ["summer view"]),
         (1, 3, ["winter view"]),
     ]
-    raster, _ = source.load(2)
+    raster = source.item(2)[0].read()
     assert raster.array.shape == (12, 264, 264) and raster.bands == LAYOUTS["L2A"]
     assert raster.crs == "EPSG:32632"
 

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from msclip.data import InputOptions, chip_loader, prepare
-from msclip.errors import MSClipError, SkippedImage, describe_failure
-from msclip.evaluation.datasets import EvalSet, load_raster
+from msclip.data import ForModel, InputOptions, SourceDataset, chip_loader, prepare
+from msclip.errors import MSClipError, SkippedImage
+from msclip.evaluation.datasets import EvalSet, sample_source
 from msclip.evaluation.metrics import multi_label_metrics, single_label_metrics
 from msclip.models import MSClipModel
 from msclip.runtime import batches
@@ -26,30 +25,12 @@ from msclip.text import class_embeddings
 LOGIT_FACTOR = 100.0
 
 
-class SampleDataset(Dataset):
-    """Samples -> records that :func:`msclip.data.collate_chips` stacks; a bad sample becomes an error record."""
-
-    def __init__(self, dataset: EvalSet, bands: tuple[str, ...], transform, options: InputOptions):
-        self.dataset = dataset
-        self.bands = bands
-        self.transform = transform
-        self.options = options
-
-    def __len__(self) -> int:
-        return len(self.dataset.samples)
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.dataset.samples[index]
-        try:
-            raster = load_raster(sample, self.dataset.layout, self.dataset.bands)
-            array, filled = prepare(raster, self.bands, self.options)
-            return {
-                "index": index,
-                "image": self.transform(array),
-                "filled": filled,
-            }
-        except Exception as exc:  # whatever failed for this image skips it, named, not the test set
-            return {"index": index, "error": describe_failure(sample.name, exc)}
+def sample_dataset(
+    dataset: EvalSet, bands: tuple[str, ...], transform, options: InputOptions
+) -> SourceDataset:
+    """The set's samples as model-ready records (a bad sample becomes the failure record naming it)."""
+    sources = [sample_source(sample, dataset.layout, dataset.bands) for sample in dataset.samples]
+    return SourceDataset(sources, ForModel(bands, transform, options))
 
 
 @dataclass
@@ -65,7 +46,7 @@ def check_compatible(model: MSClipModel, dataset: EvalSet, options: InputOptions
     """Fail early (MSClipError) when the set's files lack the model's bands, e.g. RGB pictures for an MS model."""
     for sample in dataset.samples[:3]:
         try:
-            prepare(load_raster(sample, dataset.layout, dataset.bands), model.bands, options)
+            prepare(sample_source(sample, dataset.layout, dataset.bands).read(), model.bands, options)
         except SkippedImage:
             continue  # an unreadable or empty file is skipped later; it says nothing about the set
         return
@@ -99,7 +80,7 @@ def embed_set(
 ) -> Scores:
     """Image embeddings (images, D) of the set's readable samples, in its fixed sample order."""
     options = options or InputOptions()
-    samples = SampleDataset(dataset, model.bands, model.transform, options)
+    samples = sample_dataset(dataset, model.bands, model.transform, options)
     loader = chip_loader(samples, model.device, batch_size, workers)
     embeddings: list[np.ndarray] = []
     indices: list[int] = []
@@ -108,11 +89,11 @@ def embed_set(
         total=len(samples), unit="img", disable=not progress, desc=f"{model.spec.name} / {dataset.name}"
     ) as bar:
         for batch in batches(loader):
-            skipped.extend((dataset.samples[i].name, message) for i, message in batch["errors"])
+            skipped.extend((failed["name"], failed["error"]) for failed in batch["failed"])
             if batch["image"] is not None:
                 embeddings.append(model.encode_image(batch["image"]).numpy())
                 indices.extend(batch["index"])
-            bar.update(len(batch["index"]) + len(batch["errors"]))
+            bar.update(len(batch["index"]) + len(batch["failed"]))
     matrix = np.concatenate(embeddings) if embeddings else np.empty((0, 0), dtype=np.float32)
     return Scores(matrix, indices, skipped)
 

@@ -7,32 +7,34 @@ forward pass when workers are used; memory is bounded by the batch, whatever the
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import geopandas as gpd
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from msclip.data import (
     VISIBLE_BANDS,
     InputOptions,
     OffsetDecision,
+    SourceDataset,
     below_offset_share,
+    collate_records,
     decide_boa_offset,
     prepare,
     valid_mask,
     warn_offset_decisions,
 )
-from msclip.errors import describe_failure
 from msclip.io import atomic_write, with_msclip_record
 from msclip.models import MSClipModel
 from msclip.runtime import prefetch
 from msclip.scenes.source import SCL_CLOUD, SCL_INVALID, Scene, SceneReader
 from msclip.scenes.windows import WindowGrid, window_grid
+from msclip.sources import SceneWindow
 
 
 @dataclass(frozen=True)
@@ -55,57 +57,56 @@ class WindowBatch:
     cloud: dict[int, float]
 
 
-class WindowDataset(Dataset):
-    """Window number -> transformed tensor (or the reason it is skipped); reopens files in each worker."""
+class WindowSources(Sequence):
+    """The windows of a scene as :class:`msclip.sources.SceneWindow` sources, made when asked for; one reader
+    (it reopens its files in each DataLoader worker)."""
 
-    def __init__(
-        self, scene: Scene, grid: WindowGrid, bands, transform, options: InputOptions, windows: WindowOptions
-    ):
+    def __init__(self, scene: Scene, grid: WindowGrid, bands: tuple[str, ...]):
         self.reader = SceneReader(scene)
         self.grid = grid
         self.bands = bands
-        self.transform = transform
-        self.options = options
-        self.windows = windows
 
     def __len__(self) -> int:
         return len(self.grid)
 
-    def __getitem__(self, k: int) -> dict:
-        window = self.grid.window(k)
-        try:
-            raster = self.reader.read(window, self.bands)
-            valid = valid_mask(raster.array, raster.nodata)
-            scl = self.reader.read_scl(window)
-            cloud = 0.0
-            if scl is not None:
-                valid &= ~np.isin(scl, SCL_INVALID)
-                cloud = float((np.isin(scl, SCL_CLOUD) & valid).sum() / max(valid.sum(), 1))
-            if valid.mean() < self.windows.min_valid:
-                return {"index": k, "status": "nodata", "cloud": cloud}
-            if cloud > self.windows.max_cloud:
-                return {"index": k, "status": "cloud", "cloud": cloud}
-            array, filled = prepare(raster, self.bands, self.options)
-            return {
-                "index": k,
-                "status": "ok",
-                "image": self.transform(array),
-                "filled": filled,
-                "cloud": cloud,
-            }
-        except Exception as exc:  # a missing tile or a truncated file fails that window, not the scene
-            return {"index": k, "status": describe_failure(f"window {k}", exc), "cloud": float("nan")}
+    def __getitem__(self, k):  # type: ignore[override]
+        return SceneWindow(self.reader, k, self.grid.window(k), self.bands)
 
 
-def _collate(records: list[dict]) -> dict:
-    good = [r for r in records if r["status"] == "ok"]
-    return {
-        "kept": [r["index"] for r in good],
-        "image": torch.stack([r["image"] for r in good]) if good else None,
-        "filled": [r["filled"] for r in good],
-        "status": {r["index"]: r["status"] for r in records},
-        "cloud": {r["index"]: r["cloud"] for r in records},
-    }
+@dataclass(frozen=True)
+class ForWindow:
+    """A window as the model takes it, or a skip record (``nodata``, ``cloud``) with its cloud share."""
+
+    bands: tuple[str, ...]
+    transform: Callable
+    options: InputOptions
+    windows: WindowOptions
+
+    def __call__(self, source: SceneWindow) -> dict:
+        raster = source.read()
+        valid = valid_mask(raster.array, raster.nodata)
+        scl = source.read_scl()
+        cloud = 0.0
+        if scl is not None:
+            valid &= ~np.isin(scl, SCL_INVALID)
+            cloud = float((np.isin(scl, SCL_CLOUD) & valid).sum() / max(valid.sum(), 1))
+        if valid.mean() < self.windows.min_valid:
+            return {"error": "nodata", "cloud": cloud}
+        if cloud > self.windows.max_cloud:
+            return {"error": "cloud", "cloud": cloud}
+        array, filled = prepare(raster, self.bands, self.options)
+        return {"image": self.transform(array), "filled": filled, "cloud": cloud}
+
+
+def _window_batch(batch: dict, embeddings: torch.Tensor) -> WindowBatch:
+    """A collated batch of window records (:func:`msclip.data.collate_records`) as kept windows and statuses;
+    a window that failed to read has its one-line reason as status and no cloud share."""
+    status = dict.fromkeys(batch["index"], "ok")
+    cloud = dict(zip(batch["index"], batch.get("cloud", []), strict=True))
+    for failed in batch["failed"]:
+        status[failed["index"]] = failed["error"]
+        cloud[failed["index"]] = failed.get("cloud", float("nan"))
+    return WindowBatch(batch["index"], embeddings, batch.get("filled", []), status, cloud)
 
 
 def embed_windows(
@@ -121,12 +122,13 @@ def embed_windows(
     windows = windows or WindowOptions()
     scene.require(model.bands)
     grid = window_grid(scene, model.spec.image_size, windows.stride)
-    dataset = WindowDataset(scene, grid, model.bands, model.transform, options or InputOptions(), windows)
+    sources = WindowSources(scene, grid, model.bands)
+    prepare_window = ForWindow(model.bands, model.transform, options or InputOptions(), windows)
     loader = DataLoader(
-        dataset,
+        SourceDataset(sources, prepare_window),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=collate_records,
         pin_memory=model.device.startswith("cuda"),
     )
 
@@ -135,7 +137,7 @@ def embed_windows(
         try:
             yield from loader
         finally:
-            dataset.reader.close()
+            sources.reader.close()
 
     def batches() -> Iterator[WindowBatch]:
         with tqdm(total=len(grid), unit="win", disable=not progress, desc=scene.name[-40:]) as bar:
@@ -143,8 +145,8 @@ def embed_windows(
                 embeddings = (
                     model.encode_image(batch["image"]) if batch["image"] is not None else torch.empty(0)
                 )
-                yield WindowBatch(batch["kept"], embeddings, batch["filled"], batch["status"], batch["cloud"])
-                bar.update(len(batch["status"]))
+                yield _window_batch(batch, embeddings)
+                bar.update(len(batch["index"]) + len(batch["failed"]))
 
     return grid, batches()
 

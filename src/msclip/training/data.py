@@ -20,9 +20,9 @@ from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
-from msclip.data import InputOptions, prepare
-from msclip.errors import MSClipError
-from msclip.io import Raster, read
+from msclip.data import InputOptions, failure_record, prepare
+from msclip.errors import MSClipError, describe_failure
+from msclip.sources import ChipFile, Source
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +114,9 @@ class TableSource:
     def __len__(self) -> int:
         return len(self.images)
 
-    def load(self, index: int) -> tuple[Raster, list[str]]:
-        options = self.options
-        raster = read(self.images[index], options.layout, list(options.bands) if options.bands else None)
-        return raster, self.captions[index]
+    def item(self, index: int) -> tuple[Source, list[str]]:
+        """Where the ``index``-th image's pixels come from, and its captions."""
+        return ChipFile(self.images[index], self.options.layout, self.options.bands), self.captions[index]
 
 
 def _unusable_rows(table, image_column: str, caption_column: str) -> dict[int, str]:
@@ -134,11 +133,13 @@ def _unusable_rows(table, image_column: str, caption_column: str) -> dict[int, s
 
 
 class CaptionedChips(Dataset):
-    """(epoch, index) -> {"image": tensor, "caption": str}: one caption drawn per epoch, augmented image.
+    """(epoch, index) -> the record of :class:`msclip.data.SourceDataset` with ``caption`` (one drawn per
+    epoch), ``captions`` and ``replaced`` (the unusable chips it stands in for), for
+    :func:`msclip.data.collate_records`.
 
     A chip that cannot be used is reported and, in training, replaced by the next usable one, so batches
     keep their size (all ranks must gather equal-sized features). Without augmentation (validation) it is
-    left out instead: a replacement would count another pair twice in the metrics.
+    the failure record instead (left out): a replacement would count another pair twice in the metrics.
     """
 
     def __init__(self, source, bands, transform, options: InputOptions, indices=None, seed=0, augment=True):
@@ -151,35 +152,32 @@ class CaptionedChips(Dataset):
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        skipped: list[str] = []
+        replaced: list[str] = []
         attempts = min(len(self), MAX_REPLACEMENTS) if self.augment else 1
         for attempt in range(attempts):
             position = (index + attempt) % len(self)
+            pixels, captions = self.source.item(self.indices[position])
             try:
-                raster, captions = self.source.load(self.indices[position])
-                array, _ = prepare(raster, self.bands, self.options)
-            except MSClipError as exc:
-                skipped.append(str(exc))
-                log.warning("skipping %s", exc)
+                array, _ = prepare(pixels.read(), self.bands, self.options)
+            except Exception as exc:  # whatever failed for this chip skips it, named
+                if not self.augment:
+                    return failure_record(index, pixels.name, exc)
+                replaced.append(describe_failure(pixels.name, exc))
+                log.warning("skipping %s", replaced[-1])
                 continue
             rng = np.random.default_rng([self.seed, epoch, position])
             image = self.transform(array, rng) if self.augment else self.transform(array)
             caption = captions[int(rng.integers(len(captions)))] if self.augment else captions[0]
-            return {"image": image, "caption": caption, "captions": captions, "skipped": skipped}
-        if not self.augment:
-            return {"image": None, "caption": None, "captions": [], "skipped": skipped}
-        raise MSClipError(f"{len(skipped)} unusable chips in a row, e.g. {skipped[0] if skipped else 'none'}")
+            record = {"image": image, "caption": caption, "captions": captions, "replaced": replaced}
+            return {"index": index, "name": pixels.name, **record}
+        raise MSClipError(f"{len(replaced)} unusable chips in a row, e.g. {replaced[0]}")
 
 
-def collate(records: list[dict]) -> dict:
-    """Stack the usable records (validation leaves unusable ones out); every skip is kept for the report."""
-    good = [r for r in records if r["image"] is not None]
-    return {
-        "image": torch.stack([r["image"] for r in good]) if good else None,
-        "caption": [r["caption"] for r in good],
-        "captions": [r["captions"] for r in good],
-        "skipped": [s for r in records for s in r["skipped"]],
-    }
+def skipped_in(batch: dict) -> list[str]:
+    """Every input a collated batch of training records left out: replaced chips and failure records."""
+    return [m for messages in batch.get("replaced", []) for m in messages] + [
+        failed["error"] for failed in batch["failed"]
+    ]
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 from torch.utils.data import IterableDataset
 
 from msclip.data import InputOptions, prepare
-from msclip.errors import MSClipError
+from msclip.errors import MSClipError, describe_failure
 from msclip.sources import InMemory
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ def wds_expand(urls: str | list[str]) -> list[str]:
 
 
 class ShardChips(IterableDataset):
-    """Yields {"image", "caption", "captions", "skipped"} from WebDataset shards, augmented like
-    :class:`msclip.training.data.CaptionedChips`, seeded by (seed, epoch, sample key)."""
+    """Yields the records of :class:`msclip.training.data.CaptionedChips` (``replaced``: the unusable samples
+    before this one) from WebDataset shards, augmented alike, seeded by (seed, epoch, sample key)."""
 
     def __init__(self, urls, bands, transform, options: InputOptions, samples_per_worker: int, seed: int = 0):
         self.urls = list(wds_expand(urls))
@@ -65,17 +65,17 @@ class ShardChips(IterableDataset):
             wds.tarfile_to_samples(handler=wds.warn_and_continue),
             wds.shuffle(1000, seed=self.seed + self.epoch),
         ).with_epoch(self.samples_per_worker)
-        skipped: list[str] = []  # reported with the next good record
-        for sample in pipeline:
+        replaced: list[str] = []  # reported with the next good record
+        for index, sample in enumerate(pipeline):
             key = sample.get("__key__", "")
             try:
                 record = self._record(sample, key)
-            except (MSClipError, ValueError) as exc:
-                log.warning("skipping shard sample %s: %s", key, exc)
-                skipped.append(f"{key}: {exc}")
+            except Exception as exc:  # whatever failed for this sample skips it, named
+                replaced.append(describe_failure(key, exc))
+                log.warning("skipping shard sample %s", replaced[-1])
                 continue
-            yield {**record, "skipped": skipped}
-            skipped = []
+            yield {"index": index, "name": key, **record, "replaced": replaced}
+            replaced = []
 
     def _record(self, sample: dict, key: str) -> dict:
         if "npy" not in sample:

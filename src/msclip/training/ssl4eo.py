@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from msclip.errors import MSClipError
-from msclip.io import Raster
 from msclip.sources import ZarrSample, open_zarr, zarr_files
 
 SAMPLE_COLUMNS = ("sample_id", "sample", "id", "key")
@@ -108,13 +107,11 @@ class SSL4EOSource:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def source(self, index: int) -> ZarrSample:
-        file_index, sample_index, time_index, _ = self.entries[index]
+    def item(self, index: int) -> tuple[ZarrSample, list[str]]:
+        """Where the ``index``-th pair's pixels come from, and its captions."""
+        file_index, sample_index, time_index, captions = self.entries[index]
         sample_id = self.sample_ids[file_index][sample_index]
-        return ZarrSample(str(self.files[file_index]), sample_index, time_index, sample_id)
-
-    def load(self, index: int) -> tuple[Raster, list[str]]:
-        return self.source(index).read(), self.entries[index][3]
+        return ZarrSample(str(self.files[file_index]), sample_index, time_index, sample_id), captions
 
 
 def _unmatched_report(table: pd.DataFrame, used: set[int]) -> list[str]:

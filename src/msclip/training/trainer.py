@@ -14,7 +14,7 @@ from typing import Any, Literal, cast
 import torch
 from torch.utils.data import DataLoader
 
-from msclip.data import InputOptions
+from msclip.data import InputOptions, collate_records
 from msclip.errors import MSClipError
 from msclip.io import atomic_write
 from msclip.models import load_model
@@ -24,7 +24,7 @@ from msclip.training.data import (
     CaptionedChips,
     StepSampler,
     TableSource,
-    collate,
+    skipped_in,
     split_indices,
     train_transform,
 )
@@ -180,10 +180,14 @@ class Trainer:
             "pin_memory": self.env.device.type == "cuda",
         }
         if isinstance(self.train_set, CaptionedChips):
-            return DataLoader(self.train_set, batch_sampler=self._sampler(), collate_fn=collate, **options)
+            return DataLoader(
+                self.train_set, batch_sampler=self._sampler(), collate_fn=collate_records, **options
+            )
         self.train_set.set_epoch(self.epoch)
         local = self.config.batch_size // self.env.world_size
-        return DataLoader(self.train_set, batch_size=local, drop_last=True, collate_fn=collate, **options)
+        return DataLoader(
+            self.train_set, batch_size=local, drop_last=True, collate_fn=collate_records, **options
+        )
 
     # ------------------------------------------------------------------ training
 
@@ -236,7 +240,7 @@ class Trainer:
             while self.step < stop:
                 started, before = time.perf_counter(), self.step
                 for batch in self._loader():
-                    self.skipped.extend(batch["skipped"])
+                    self.skipped.extend(skipped_in(batch))
                     loss = self.train_step(batch)
                     self.step += 1
                     self.batch_in_epoch += 1
@@ -307,13 +311,13 @@ class Trainer:
         self.clip.eval()
         if self.env.is_main and self.val_set is not None:
             loader = DataLoader(
-                self.val_set, batch_size=64, num_workers=self.config.workers, collate_fn=collate
+                self.val_set, batch_size=64, num_workers=self.config.workers, collate_fn=collate_records
             )
             images: list[torch.Tensor] = []
             texts: list[str] = []
             owners: list[int] = []
             for batch in loader:
-                self.skipped.extend(s for s in batch["skipped"] if s not in self.skipped)
+                self.skipped.extend(s for s in skipped_in(batch) if s not in self.skipped)
                 if batch["image"] is None:
                     continue
                 for captions in batch["captions"]:
