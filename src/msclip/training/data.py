@@ -22,6 +22,7 @@ from torchvision.transforms import functional as F
 
 from msclip.data import InputOptions, failure_record, prepare
 from msclip.errors import MSClipError, describe_failure
+from msclip.models.transforms import MultispectralTransform
 from msclip.sources import ChipFile, Source
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,10 @@ log = logging.getLogger(__name__)
 MAX_REPLACEMENTS = 16
 
 
-class TrainTransform:
-    """Random crop to the model's input size (or a random resized crop), random flips, then the model's
-    normalisation (``spec.mean``/``spec.std``; for RGB models 8-bit values scaled to [0, 1] first)."""
+class TrainTransform(MultispectralTransform):
+    """The inference transform with augmentations: its resize (shorter side to the model's input size), then
+    a random crop in place of the centre crop (or a random resized crop of ``crop_scale`` of the area), random
+    flips, and its normalisation (``spec.mean``/``spec.std``; for RGB models 8-bit values scaled to [0, 1])."""
 
     def __init__(
         self,
@@ -43,15 +45,12 @@ class TrainTransform:
         flips: bool = True,
         scale: float = 1.0,
     ):
-        self.mean, self.std, self.size = list(mean), list(std), size
+        super().__init__(mean, std, size, scale)
         self.crop_scale = tuple(crop_scale) if crop_scale else None
         self.flips = flips
-        self.scale = scale
 
-    def __call__(self, array: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)) * self.scale
-        if min(tensor.shape[-2:]) < self.size:
-            tensor = F.resize(tensor, [self.size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    def __call__(self, array: np.ndarray, rng: np.random.Generator) -> torch.Tensor:  # type: ignore[override]
+        tensor = self.resize(array)
         height, width = tensor.shape[-2:]
         if self.crop_scale:
             area = height * width * rng.uniform(self.crop_scale[0], self.crop_scale[1])
@@ -68,7 +67,7 @@ class TrainTransform:
             tensor = tensor.flip(-1)
         if self.flips and rng.random() < 0.5:
             tensor = tensor.flip(-2)
-        return F.normalize(tensor.contiguous(), self.mean, self.std)
+        return self.normalize(tensor.contiguous())
 
 
 def train_transform(model, crop_scale=None, flips: bool = True) -> TrainTransform:
