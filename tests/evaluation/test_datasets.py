@@ -10,7 +10,7 @@ import pytest
 from msclip.bands import LAYOUTS, S2_10
 from msclip.data import InputOptions, prepare
 from msclip.errors import MSClipError
-from msclip.evaluation.datasets import BIGEARTHNET_19, MissingDataset, load_raster, resolve
+from msclip.evaluation.datasets import BIGEARTHNET_19, MissingDataset, resolve, sample_source
 from msclip.io import read
 from tests.evaluation import layouts
 
@@ -47,7 +47,7 @@ def test_eurosat_bands_are_selected_by_name_not_position(tmp_path, chip_paths):
     layouts.eurosat_ms(tmp_path, nested=False, split=False)
     dataset = resolve(f"eurosat-ms={tmp_path}", tmp_path)
     sample = dataset.samples[0]  # AnnualCrop_1: first 64 px crop of the first chip
-    eurosat, _ = prepare(load_raster(sample, dataset.layout), S2_10, InputOptions())
+    eurosat, _ = prepare(sample_source(sample, dataset.layout).read(), S2_10, InputOptions())
     l2a, _ = prepare(read(chip_paths[0], "L2A"), S2_10, InputOptions())
     np.testing.assert_array_equal(eurosat, layouts.crop(l2a, 0, 64))
 
@@ -71,7 +71,7 @@ def test_bigearthnet_v1_patches_labels_and_band_files(tmp_path):
     assert np.flatnonzero(targets[0]).tolist() == [2, 4]
     assert np.flatnonzero(targets[1]).tolist() == [9, 10, 13]
     assert np.flatnonzero(targets[3]).tolist() == [0]
-    raster = load_raster(dataset.samples[0])
+    raster = sample_source(dataset.samples[0]).read()
     assert raster.array.shape == (12, 120, 120)  # 20 m and 60 m bands resampled to 120 px
     assert raster.bands == LAYOUTS["L2A"]  # named from the file names
     array, filled = prepare(raster, S2_10, InputOptions())
@@ -89,7 +89,7 @@ def test_bigearthnet_v2_reben_layout(tmp_path):
     dataset = resolve("bigearthnet-v2-ms", tmp_path)
     assert [s.name.rsplit("/", 1)[-1] for s in dataset.samples] == test
     assert np.flatnonzero(dataset.targets()[0]).tolist() == [2, 4]
-    assert load_raster(dataset.samples[0]).array.shape == (12, 120, 120)
+    assert sample_source(dataset.samples[0]).read().array.shape == (12, 120, 120)
 
 
 def test_eurosat_rgb_zip_layout(tmp_path):
@@ -108,7 +108,7 @@ def test_meter_ml_folders_get_the_reference_class_names(tmp_path):
         "other features",
     ]
     assert len(dataset.samples) == len(files)
-    raster = load_raster(dataset.samples[0])
+    raster = sample_source(dataset.samples[0]).read()
     assert raster.bands[0] == "B01" and len(raster.bands) == 12  # 12-band L2A order
 
 
@@ -120,13 +120,13 @@ def test_meter_ml_release_layout(tmp_path, chip_paths):
     assert [dataset.classes[s.target] for s in dataset.samples] == [
         "concentrated animal feeding operations", "other features", "wastewater treatment plants", "other features"
     ]  # fmt: skip
-    raster = load_raster(dataset.samples[0])
+    raster = sample_source(dataset.samples[0]).read()
     assert raster.array.shape == (13, 72, 72)
     array, _ = prepare(raster, S2_10, InputOptions())
     chip = layouts.crop(read(chip_paths[0]).array, 0, 72)
     np.testing.assert_array_equal(array[:3], chip[[1, 2, 3]])  # 10 m bands B02 B03 B04 untouched, by name
     naip = resolve("meterml-naip", tmp_path)
-    assert load_raster(naip.samples[0]).is_rgb8  # NAIP's NIR alpha channel is dropped
+    assert sample_source(naip.samples[0]).read().is_rgb8  # NAIP's NIR alpha channel is dropped
 
 
 def test_generic_image_folder_and_rgb_sets(tmp_path):
@@ -163,12 +163,12 @@ def test_eurosat_in_the_reference_band_order_gives_the_model_the_channels_by_pos
     layouts.eurosat_ms(tmp_path, nested=False, split=False)
     dataset = with_reference_band_order(resolve(f"eurosat-ms={tmp_path}", tmp_path))
     sample = dataset.samples[0]
-    model_input, _ = prepare(load_raster(sample, dataset.layout), S2_10, InputOptions())
+    model_input, _ = prepare(sample_source(sample, dataset.layout).read(), S2_10, InputOptions())
     raw = read(sample.source)
     by_position = Raster(raw.array[[1, 2, 3, 4, 5, 6, 7, 8, 11, 12]], S2_10, raw.path, tags=raw.tags)
     expected, _ = prepare(by_position, S2_10, InputOptions())
     np.testing.assert_array_equal(model_input, expected)
-    by_name, _ = prepare(load_raster(sample, "EuroSAT"), S2_10, InputOptions())
+    by_name, _ = prepare(sample_source(sample, "EuroSAT").read(), S2_10, InputOptions())
     assert not np.array_equal(model_input[7:], by_name[7:])  # B8A, B11, B12 get B09, B12, B8A
     np.testing.assert_array_equal(model_input[:7], by_name[:7])
 

@@ -7,7 +7,7 @@ import torch
 
 from msclip.bands import RGB, S2_10, select_bands
 from msclip.data import InputOptions, rgb_composite
-from msclip.evaluation.datasets import load_raster, resolve
+from msclip.evaluation.datasets import resolve, sample_source
 from msclip.evaluation.runner import evaluate_dataset, sample_dataset, score
 from msclip.text import templates
 from tests.evaluation import layouts
@@ -18,7 +18,7 @@ def test_rgb_models_get_the_clipped_true_colour_composite_of_multispectral_files
     dataset = resolve(f"eurosat-ms={tmp_path}", tmp_path)
     snow = next(i for i, s in enumerate(dataset.samples) if s.source.endswith("AnnualCrop_7.tif"))  # 4th chip
     record = sample_dataset(dataset, RGB, lambda array: array, InputOptions())[snow]
-    raster = load_raster(dataset.samples[snow], dataset.layout)
+    raster = sample_source(dataset.samples[snow], dataset.layout).read()
     expected = rgb_composite(select_bands(raster.array, raster.bands, RGB).astype(np.float32))
     assert record["image"].dtype == np.uint8
     np.testing.assert_array_equal(record["image"], expected)

@@ -57,3 +57,28 @@ def test_trains_on_shards(shards, tiny_config):
     trainer = Trainer(config, progress=False)
     summary = trainer.run()
     assert summary["step"] == 3 and trainer.epoch == 1 and "exported" in summary
+
+
+def test_a_channels_last_sample_is_read_like_a_channels_last_npy_chip(tmp_path, tiny_model):
+    """Shard samples go through the one Raster maker, so (H, W, C) arrays work as .npy chips do; a sample
+    without a caption or with an unreadable array is a named skip carried by the next good record."""
+    import webdataset as wds
+
+    chip = read(sorted(L2A_CHIPS.glob("*.tif"))[0]).array
+    samples = {
+        "last": np.moveaxis(chip, 0, -1),
+        "first": chip,
+    }
+    with wds.TarWriter(str(tmp_path / "train-000000.tar")) as sink:
+        sink.write({"__key__": "broken", "npy": b"not an array", "txt": b"a field"})
+        for key, array in samples.items():
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            sink.write({"__key__": key, "npy": buffer.getvalue(), "txt": b"a field"})
+    transform = train_transform(tiny_model, flips=False)
+    chips = ShardChips(str(tmp_path / "train-000000.tar"), tiny_model.bands, transform, InputOptions(), 30)
+    every = list(chips)
+    records = {r["name"]: r for r in every}
+    torch.testing.assert_close(records["last"]["image"], records["first"]["image"])
+    replaced = [m for r in every for m in r["replaced"]]
+    assert replaced and all(m.startswith("broken: cannot read") for m in replaced)

@@ -18,7 +18,7 @@ import numpy as np
 
 from msclip.bands import LAYOUTS
 from msclip.errors import MSClipError
-from msclip.io import RASTER_SUFFIXES, Raster
+from msclip.io import RASTER_SUFFIXES
 from msclip.sources import BandArrays, BandFiles, ChipFile, Source
 
 Task = Literal["single", "multi"]
@@ -74,11 +74,6 @@ def sample_source(sample: Sample, layout: str | None = None, bands: tuple[str, .
     if sample.source[0].endswith(".npy"):
         return BandArrays(sample.source, tuple(METER_ML_ARRAYS[Path(p).name] for p in sample.source))
     return BandFiles(sample.source, BIGEARTHNET_SIZE)
-
-
-def load_raster(sample: Sample, layout: str | None = None, bands: tuple[str, ...] | None = None) -> Raster:
-    """The sample's pixels as a Raster with band names (per-band files are stacked first)."""
-    return sample_source(sample, layout, bands).read()
 
 
 # ---------------------------------------------------------------------------------------------- class folders
