@@ -35,12 +35,28 @@ def test_class_names_from_args_txt_and_yaml(tmp_path):
         class_names(["a", "a"])
 
 
+TRIM_PROMPTS = ["a", "a satellite image of a very long river next to a town and fields.", "snow", "a {c} of"]
+
+
+def _assert_trimmed_text_tower_is_exact(model) -> None:
+    with torch.no_grad():
+        full = F.normalize(model.clip.encode_text(model.tokenizer(TRIM_PROMPTS)), dim=-1)
+    trimmed = model.encode_text(TRIM_PROMPTS, batch_size=2)
+    assert (trimmed - full).abs().max() < 1e-5
+
+
 def test_trimmed_text_tower_is_exact(tiny_model):
     """Cutting the context after the longest prompt changes nothing (causal mask, EOT pooling)."""
-    prompts = ["a", "a satellite image of a very long river next to a town and fields.", "snow"]
-    with torch.no_grad():
-        full = F.normalize(tiny_model.clip.encode_text(tiny_model.tokenizer(prompts)), dim=-1)
-    assert torch.allclose(tiny_model.encode_text(prompts, batch_size=2), full, atol=1e-6)
+    _assert_trimmed_text_tower_is_exact(tiny_model)
+
+
+def test_trimmed_text_tower_is_exact_for_vit_b_16():
+    """The same on the real architecture (12 layers, width 512), with open_clip's own initialisation."""
+    from msclip import load_model
+
+    torch.manual_seed(0)
+    model = load_model("ViT-B-16", random_init=True, device="cpu", precision="fp32")
+    _assert_trimmed_text_tower_is_exact(model)
 
 
 def test_class_embedding_is_mean_of_normalised_prompts(tiny_model):
