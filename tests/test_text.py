@@ -111,3 +111,22 @@ def test_unwritable_cache_still_classifies(tiny_model, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="cannot write the text embedding cache"):
         got = class_embeddings(tiny_model, ["ocean"], templates("clip"))
     assert got.shape[0] == 1
+
+
+def test_text_fingerprint_follows_text_weights_and_precision():
+    """Cached class embeddings are keyed by the text tower's exact bytes and dtype, not by the image tower."""
+    from msclip import load_model
+    from msclip.text import text_fingerprint
+
+    first, again = load_model("msclip-tiny", device="cpu"), load_model("msclip-tiny", device="cpu")
+    assert text_fingerprint(first) == text_fingerprint(again)
+    with torch.no_grad():
+        again.clip.visual.proj.add_(1.0)
+    del again._text_fingerprint
+    assert text_fingerprint(again) == text_fingerprint(first)
+    with torch.no_grad():
+        again.clip.text_projection[0, 0] += 1e-3
+    del again._text_fingerprint
+    assert text_fingerprint(again) != text_fingerprint(first)
+    bf16 = load_model("msclip-tiny", device="cpu", precision="bf16")
+    assert text_fingerprint(bf16) != text_fingerprint(first)
