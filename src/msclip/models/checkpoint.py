@@ -102,8 +102,11 @@ def to_official_layout(state: dict[str, torch.Tensor], temperature: float = 0.07
     return out
 
 
-def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load: every tensor accounted for, shapes equal; one clear line otherwise."""
+def load_into(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, assign: bool = False
+) -> None:
+    """Strict load: every tensor accounted for, shapes equal; one clear line otherwise. ``assign``: the
+    model takes the state's tensors themselves (a model built on the meta device), not copies."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -120,7 +123,7 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: st
         )
     if problems:
         raise MSClipError(f"checkpoint {source} does not fit the model: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)
 
 
 def sha256_of(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
