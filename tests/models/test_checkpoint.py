@@ -1,5 +1,6 @@
 """Official checkpoint layout: strict loading of a full-size random ViT-B-16, conversion, sources."""
 
+import hashlib
 import json
 import os
 import socket
@@ -317,3 +318,28 @@ def test_skipped_initialisation_holds_in_the_building_thread_only():
     builder.join()
     torch.manual_seed(0)
     assert torch.equal(meanwhile, torch.nn.Linear(8, 8).weight)
+
+
+def test_a_checked_download_is_hashed_once_until_the_file_changes(tmp_path, monkeypatch):
+    """``--sha256`` on every command read the whole 600 MB file each time; now once per file version."""
+    import huggingface_hub
+
+    from msclip.models import checkpoint
+
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"weights")
+    good = hashlib.sha256(b"weights").hexdigest()
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *_, **__: str(path))
+    hashed = []
+    monkeypatch.setattr(
+        checkpoint,
+        "sha256_of",
+        lambda p: hashed.append(p) or hashlib.sha256(Path(p).read_bytes()).hexdigest(),
+    )
+    spec = spec_for("Llama3-MS-CLIP-Base")
+    assert download(spec, sha256=good) == str(path) and download(spec, sha256=good.upper()) == str(path)
+    assert len(hashed) == 1
+    path.write_bytes(b"tampered")  # same path, new content: hashed again and refused
+    with pytest.raises(MSClipError, match="sha256 does not match"):
+        download(spec, sha256=good)
+    assert len(hashed) == 2
