@@ -195,6 +195,11 @@ def load_model(
         with _seeded(0) if weightless else contextlib.nullcontext():
             clip, preprocess = _build(open_clip, spec, tag, widen_init)
     clip = clip.to(device=device, dtype=_DTYPES[precision]).eval()
+    if device == "cpu" and precision == "bf16":
+        from msclip.models import cpu_bf16
+
+        if cpu_bf16.available():
+            cpu_bf16.pack_blocks(clip)  # oneDNN packed products: the same outputs up to bf16 rounding
     transform = (
         RGBTransform(preprocess)
         if spec.is_rgb
