@@ -72,7 +72,7 @@ _PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class PackedBlock(ResidualAttentionBlock):
-    """open_clip's block, with bf16 inference through oneDNN packed products and SDPA attention."""
+    """open_clip's block, with bf16 inference through oneDNN packed products (attention included)."""
 
     def forward(self, q_x, k_x=None, v_x=None, attn_mask=None):
         if not self._packs(q_x, k_x, v_x, attn_mask):
