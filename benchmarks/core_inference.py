@@ -1,7 +1,8 @@
 """Core inference speed and memory for the full 10-band ViT-B-16 on this machine (random weights).
 
-Prints images/s at batch 1 and 32 per backend and precision, text prompts/s, `classify` wall time on the
-example chips (6 classes x 50 templates, cold and with the text cache), peak RSS while embedding many
+Prints images/s at batch 1 and 32 per backend and precision, text prompts/s (fp32 and the default precision),
+`classify` wall time at the default precision on the example chips (6 classes x 50 templates, cold and with the
+text cache; in this process, so imports are not counted: see end_to_end.py), peak RSS while embedding many
 chips, and achieved GFLOP/s against the machine's ceiling: the fastest square product in fp32 and bf16 of
 oneDNN (torch.mkldnn), matmul and F.linear at 2048 and 4096, measured in the same run (or given). All
 figures come from one run, side by side.
@@ -109,28 +110,29 @@ def speed_table(path: Path, peaks: dict[str, float]) -> None:
 
 
 def text_speed(path: Path) -> None:
-    model = load(path)
+    print("\n== text tower ==")
     prompts = [
         t.format(c=c) for c in [*CLASSES, "lake", "desert", "airport", "harbour"] for t in templates("msclip")
     ]
-    model.encode_text(prompts[:8])
-    start = time.perf_counter()
-    model.encode_text(prompts)
-    elapsed = time.perf_counter() - start
-    print(f"\n== text tower ==\n{len(prompts)} prompts (10 classes x 50 templates): {elapsed:.2f} s, "
-          f"{len(prompts) / elapsed:.0f} prompts/s (77-token equivalent {len(prompts) * PROMPT_GFLOP / elapsed:.0f} GFLOP/s)")  # fmt: skip
+    for precision in ("fp32", "auto"):
+        model = load(path, precision=precision)
+        model.encode_text(prompts[:8])
+        start = time.perf_counter()
+        model.encode_text(prompts)
+        elapsed = time.perf_counter() - start
+        print(f"{len(prompts)} prompts (10 classes x 50 templates), {model.precision}: {elapsed:.2f} s, "
+              f"{len(prompts) / elapsed:.0f} prompts/s (77-token equivalent {len(prompts) * PROMPT_GFLOP / elapsed:.0f} GFLOP/s)")  # fmt: skip
 
 
 def classify_wall_time(path: Path) -> None:
-    print("\n== classify: 5 chips, 6 classes x 50 templates (wall time incl. model load) ==")
+    print(
+        "\n== classify: 5 chips, 6 classes x 50 templates, default precision (wall time incl. model load) =="
+    )
     with tempfile.TemporaryDirectory() as cache:
         os.environ["MSCLIP_CACHE"] = cache
-        start = time.perf_counter()
-        load(path, backend="onnx")
-        print(f"{'first load, ONNX export':24}: {time.perf_counter() - start:6.2f} s (once per checkpoint)")
         for label in ("cold text cache", "warm text cache"):
             start = time.perf_counter()
-            model = load(path, backend="onnx")
+            model = load(path, precision="auto")
             result = msclip.classify(model, [CHIPS], CLASSES)
             print(f"{label:24}: {time.perf_counter() - start:6.2f} s ({len(result.table)} chips)")
 

@@ -5,10 +5,12 @@ The reference run re-does the steps of the reference ``inference.py`` with its d
 built, the official ``.pt`` loaded with ``torch.load``, the text tower in fp32 at 77 tokens one class at a
 time, every chip read with rasterio, resized and normalised, then all images in one batch under CPU bf16
 autocast. Weights are random, saved in the official layout (the speed does not depend on their values).
-Then the raw image-tower forward of msclip's default precision at batch 32, to compare the end-to-end
-images/s with.
+Then the peak RSS of ``msclip classify`` on 30 and on 300 chips (bounded by the batch, not the folder), and
+the raw image-tower forward of msclip's default precision at batch 32, to compare the end-to-end images/s
+with. The load average is printed at the start and the end: on a shared machine, only ratios from one run
+count.
 
-    python benchmarks/end_to_end.py --chips 5 200 1000
+    python benchmarks/end_to_end.py --chips 5 200 1000 [--repeat 3] [--memory 30 300 | --no-memory]
 """
 
 from __future__ import annotations
@@ -92,15 +94,39 @@ def chip_folder(root: Path, count: int) -> Path:
     return folder
 
 
-def timed(command: list[str], cache: Path) -> float:
-    """Wall seconds of a fresh process, with an empty msclip cache and no OS-level warm model state."""
+def timed(command: list[str], cache: Path) -> tuple[float, float]:
+    """Wall seconds and peak resident MB (``/usr/bin/time -v``'s maximum RSS) of a fresh process, with an
+    empty msclip cache."""
     env = {**os.environ, "MSCLIP_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - start
-    if done.returncode not in (0, 3):
-        sys.exit(f"{command[:4]} failed:\n{done.stderr[-2000:]}")
-    return elapsed
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode not in (0, 3):
+        sys.exit(f"{command[:4]} failed:\n{stderr[-2000:]}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def classify_command(checkpoint: Path, folder: Path, output: Path) -> list[str]:
+    """``msclip classify`` with its default flags, as a user runs it."""
+    return [sys.executable, "-c", "from msclip.cli import entry; entry()", "classify", str(folder),
+            "--classes", *CLASSES, "--checkpoint", str(checkpoint), "--output", str(output)]  # fmt: skip
+
+
+def peak_memory(root: Path, checkpoint: Path, counts: tuple[int, int]) -> None:
+    """Peak RSS of ``msclip classify`` on few and on many chips: memory is bounded by the batch, not the
+    folder."""
+    peaks = []
+    for count in counts:
+        folder = root / f"chips_{count}" if (root / f"chips_{count}").exists() else chip_folder(root, count)
+        _, rss = timed(
+            classify_command(checkpoint, folder, root / f"mem{count}.csv"), root / f"memcache{count}"
+        )
+        peaks.append(rss)
+    print(f"\npeak RSS of msclip classify: {counts[0]} chips {peaks[0]:.0f} MB, {counts[1]} chips "
+          f"{peaks[1]:.0f} MB (growth {peaks[1] - peaks[0]:+.0f} MB)")  # fmt: skip
 
 
 def raw_forward(model, batch: int = 32, images: int = 64) -> float:
@@ -148,29 +174,48 @@ def main() -> None:
     parser.add_argument(
         "--chips", type=int, nargs="+", default=[5, 200], help="chip counts (e.g. 5 200 1000)"
     )
+    parser.add_argument(
+        "--memory", type=int, nargs=2, default=[30, 300], metavar=("FEW", "MANY"),
+        help="chip counts whose peak RSS of classify is compared (default 30 300)",
+    )  # fmt: skip
+    parser.add_argument("--no-memory", dest="memory", action="store_const", const=None)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each side per chip count; the quickest counts (shared machines)",
+    )
     parser.add_argument("--reference-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reference_child:
         reference_run(*args.reference_child)
         return
     here = Path(__file__).resolve()
-    msclip_cli = [sys.executable, "-c", "from msclip.cli import entry; entry()"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         checkpoint = official_checkpoint(root)
-        print(f"{'chips':>6} {'reference s':>12} {'msclip s':>9} {'speed-up':>9}")
+        print(f"load average {os.getloadavg()[0]:.2f} at the start")
+        print(f"{'chips':>6} {'reference s':>12} {'msclip s':>9} {'speed-up':>9} {'msclip peak RSS':>16}")
         for count in args.chips:
             folder = chip_folder(root, count)
-            reference = timed(
-                [sys.executable, str(here), "--reference-child", str(checkpoint), str(folder)],
-                root / f"ref{count}",
-            )
-            command = [*msclip_cli, "classify", str(folder), "--classes", *CLASSES, "--checkpoint", str(checkpoint),
-                       "--output", str(root / f"out{count}.csv")]  # fmt: skip
-            ours = timed(command, root / f"cache{count}")
-            print(f"{count:6d} {reference:12.1f} {ours:9.1f} {reference / ours:8.1f}x")
+            runs = []  # the two side by side, --repeat times; each side's quickest run counts
+            for attempt in range(args.repeat):
+                reference, _ = timed(
+                    [sys.executable, str(here), "--reference-child", str(checkpoint), str(folder)],
+                    root / f"ref{count}_{attempt}",
+                )
+                ours, rss = timed(
+                    classify_command(checkpoint, folder, root / f"out{count}.csv"),
+                    root / f"cache{count}_{attempt}",
+                )
+                runs.append((reference, ours, rss))
+            reference, ours, rss = min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs)
+            print(f"{count:6d} {reference:12.1f} {ours:9.1f} {reference / ours:8.1f}x {rss:13.0f} MB")
+        if args.memory:
+            peak_memory(root, checkpoint, tuple(args.memory))
         os.environ["MSCLIP_CACHE"] = str(root / "throughput")
         throughput(checkpoint, root / f"chips_{max(args.chips)}")
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
     import torch
 
     print(f"torch {torch.__version__}, {os.cpu_count()} cores; timings are wall seconds of fresh processes")

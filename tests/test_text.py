@@ -35,12 +35,28 @@ def test_class_names_from_args_txt_and_yaml(tmp_path):
         class_names(["a", "a"])
 
 
+TRIM_PROMPTS = ["a", "a satellite image of a very long river next to a town and fields.", "snow", "a {c} of"]
+
+
+def _assert_trimmed_text_tower_is_exact(model) -> None:
+    with torch.no_grad():
+        full = F.normalize(model.clip.encode_text(model.tokenizer(TRIM_PROMPTS)), dim=-1)
+    trimmed = model.encode_text(TRIM_PROMPTS, batch_size=2)
+    assert (trimmed - full).abs().max() < 1e-5
+
+
 def test_trimmed_text_tower_is_exact(tiny_model):
     """Cutting the context after the longest prompt changes nothing (causal mask, EOT pooling)."""
-    prompts = ["a", "a satellite image of a very long river next to a town and fields.", "snow"]
-    with torch.no_grad():
-        full = F.normalize(tiny_model.clip.encode_text(tiny_model.tokenizer(prompts)), dim=-1)
-    assert torch.allclose(tiny_model.encode_text(prompts, batch_size=2), full, atol=1e-6)
+    _assert_trimmed_text_tower_is_exact(tiny_model)
+
+
+def test_trimmed_text_tower_is_exact_for_vit_b_16():
+    """The same on the real architecture (12 layers, width 512), with open_clip's own initialisation."""
+    from msclip import load_model
+
+    torch.manual_seed(0)
+    model = load_model("ViT-B-16", random_init=True, device="cpu", precision="fp32")
+    _assert_trimmed_text_tower_is_exact(model)
 
 
 def test_class_embedding_is_mean_of_normalised_prompts(tiny_model):
@@ -95,3 +111,22 @@ def test_unwritable_cache_still_classifies(tiny_model, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="cannot write the text embedding cache"):
         got = class_embeddings(tiny_model, ["ocean"], templates("clip"))
     assert got.shape[0] == 1
+
+
+def test_text_fingerprint_follows_text_weights_and_precision():
+    """Cached class embeddings are keyed by the text tower's exact bytes and dtype, not by the image tower."""
+    from msclip import load_model
+    from msclip.text import text_fingerprint
+
+    first, again = load_model("msclip-tiny", device="cpu"), load_model("msclip-tiny", device="cpu")
+    assert text_fingerprint(first) == text_fingerprint(again)
+    with torch.no_grad():
+        again.clip.visual.proj.add_(1.0)
+    del again._text_fingerprint
+    assert text_fingerprint(again) == text_fingerprint(first)
+    with torch.no_grad():
+        again.clip.text_projection[0, 0] += 1e-3
+    del again._text_fingerprint
+    assert text_fingerprint(again) != text_fingerprint(first)
+    bf16 = load_model("msclip-tiny", device="cpu", precision="bf16")
+    assert text_fingerprint(bf16) != text_fingerprint(first)

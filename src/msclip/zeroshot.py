@@ -1,6 +1,6 @@
 """Zero-shot classification, text-to-image retrieval and embeddings over any list of images, in batches.
 
-Images stream through a DataLoader, read a batch or two ahead of the model (see :mod:`msclip.runtime`); memory is bounded by the batch (retrieval keeps a running top-k).
+Images stream through a DataLoader, read a batch ahead of the model (see :mod:`msclip.runtime`); memory is bounded by the batch (retrieval keeps a running top-k).
 Bad files are reported in ``Result.skipped`` and left out; the rest goes on.
 """
 

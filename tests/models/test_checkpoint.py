@@ -1,10 +1,12 @@
 """Official checkpoint layout: strict loading of a full-size random ViT-B-16, conversion, sources."""
 
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +288,58 @@ def test_building_for_a_checkpoint_skips_init_and_restores_it(tmp_path):
     with pytest.raises(MSClipError, match="1 missing"):
         load_model("msclip-tiny", checkpoint=str(tmp_path / "partial.pt"), device="cpu")
     assert float(torch.nn.init.ones_(torch.zeros(3)).sum()) == 3.0  # torch's initialisers are back
+
+
+def test_skipped_initialisation_holds_in_the_building_thread_only():
+    """Parameters built for a checkpoint draw no random numbers, while another thread's modules (a server
+    loading a second model, a user's own code) are initialised as usual meanwhile."""
+    from msclip.models.model import _ParametersUninitialised
+
+    torch.manual_seed(0)
+    with _ParametersUninitialised():
+        torch.nn.MultiheadAttention(8, 2), torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)
+    after_build = torch.rand(1)
+    torch.manual_seed(0)
+    assert torch.equal(after_build, torch.rand(1))  # no random numbers were drawn
+
+    entered, release = threading.Event(), threading.Event()
+
+    def build_for_a_checkpoint() -> None:
+        with _ParametersUninitialised():
+            entered.set()
+            release.wait(30)
+
+    builder = threading.Thread(target=build_for_a_checkpoint)
+    builder.start()
+    entered.wait(30)
+    torch.manual_seed(0)
+    meanwhile = torch.nn.Linear(8, 8).weight.detach().clone()
+    release.set()
+    builder.join()
+    torch.manual_seed(0)
+    assert torch.equal(meanwhile, torch.nn.Linear(8, 8).weight)
+
+
+def test_a_checked_download_is_hashed_once_until_the_file_changes(tmp_path, monkeypatch):
+    """``--sha256`` on every command read the whole 600 MB file each time; now once per file version."""
+    import huggingface_hub
+
+    from msclip.models import checkpoint
+
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"weights")
+    good = hashlib.sha256(b"weights").hexdigest()
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *_, **__: str(path))
+    hashed = []
+    monkeypatch.setattr(
+        checkpoint,
+        "sha256_of",
+        lambda p: hashed.append(p) or hashlib.sha256(Path(p).read_bytes()).hexdigest(),
+    )
+    spec = spec_for("Llama3-MS-CLIP-Base")
+    assert download(spec, sha256=good) == str(path) and download(spec, sha256=good.upper()) == str(path)
+    assert len(hashed) == 1
+    path.write_bytes(b"tampered")  # same path, new content: hashed again and refused
+    with pytest.raises(MSClipError, match="sha256 does not match"):
+        download(spec, sha256=good)
+    assert len(hashed) == 2
