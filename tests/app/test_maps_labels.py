@@ -123,7 +123,7 @@ def test_labels_need_known_items_a_class_and_two_classes(client, chip_paths):
     assert no_head.status_code == 400 and "no adapted head" in no_head.json()["error"]
 
 
-def test_label_three_chips_per_class_then_adapt(client, tiny_model, six_chips):
+def test_label_three_chips_per_class_then_adapt(client, tiny_model, six_chips, tmp_path):
     session = new_session(client)
     files = [("files", (p.name, p.read_bytes(), "image/tiff")) for p in six_chips]
     zero_shot = client.post(
@@ -148,7 +148,7 @@ def test_label_three_chips_per_class_then_adapt(client, tiny_model, six_chips):
 
     head_file = client.get(answer["head"])
     assert head_file.status_code == 200
-    path = six_chips[0].parent / "head.safetensors"
+    path = tmp_path / "head.safetensors"
     path.write_bytes(head_file.content)
     head = load_head(path)
     assert head.method == DEFAULT_METHOD and head.class_names == ["ocean", "snow"]
