@@ -4,6 +4,7 @@ see a scene's class map; label chips, adapt and see the predictions change. Scre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -45,6 +46,12 @@ def screenshot_path(name: str) -> Path:
 @pytest.fixture(scope="module")
 def server_url(app):
     """The app served by uvicorn on a free local port, in a thread, for the length of this module."""
+    with serving(app) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(app):
     import uvicorn
 
     with socket.socket() as probe:
@@ -255,3 +262,21 @@ def test_a_scene_map_shows_each_window_in_its_class_colour(page, scene_maps):
     shot = screenshot_path("scene-map-adapted.png")
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
+
+
+def test_a_basemap_draws_its_tiles_under_the_countries(page, server_url, tiny_model):
+    """--basemap: tiles from the given server (here the first app's own files), credited in the corner."""
+    from msclip.app import create_app
+
+    tiles = f"{server_url}/static/vendor/leaflet/images/layers.png?z={{z}}&x={{x}}&y={{y}}"
+    with serving(create_app(tiny_model, basemap=tiles)) as url:
+        other = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+        other.goto(url)
+        other.wait_for_selector("body[data-ready=true]")
+        other.click("button[data-tab=search]")
+        other.wait_for_function("document.querySelectorAll('#map img.leaflet-tile-loaded').length > 0")
+        assert "tiles: 127.0.0.1" in other.inner_text("#map .leaflet-control-attribution")
+        shot = screenshot_path("basemap.png")
+        other.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+        other.close()

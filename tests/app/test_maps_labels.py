@@ -77,6 +77,8 @@ def test_a_click_gives_the_windows_probabilities(client, scene_maps):
         (("get", "/api/maps/nope/overlay.png", {}), 400, "no map 'nope'"),
         (("get", "/api/maps/..%2F..%2Fetc%2Fpasswd/at?lon=0&lat=0", {}), 404, "Not Found"),
         (("get", "/api/maps/tiled/at?lon=east&lat=0", {}), 422, "lon"),
+        (("get", "/api/maps/tiled/at?lon=nan&lat=0", {}), 400, "not a longitude"),
+        (("get", "/api/maps/tiled/at?lon=10&lat=91", {}), 400, "not a longitude"),
         (
             ("post", "/api/labels", {"session": "x", "label": "a", "samples": ["y"]}),
             400,
@@ -200,3 +202,42 @@ def test_label_map_windows_adapt_and_map_again(client, scene_maps):
             assert label == "meadow", window
         elif window in residential:
             assert label == "town", window
+
+
+def test_a_basemap_is_offered_to_the_page_with_its_credit(tiny_model):
+    from fastapi.testclient import TestClient
+
+    from msclip.app import create_app
+
+    url = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    info = TestClient(create_app(tiny_model, basemap=url)).get("/api/info").json()
+    assert info["basemap"]["url"] == url and "OpenStreetMap" in info["basemap"]["attribution"]
+    assert info["maps"] == 0
+    plain = TestClient(create_app(tiny_model))
+    assert plain.get("/api/info").json()["basemap"] is None
+    response = plain.get("/api/maps/x/overlay.png")
+    assert response.status_code == 400 and "--maps DIR" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--basemap", "https://tile.example.org/{z}/{x}.png"], "not a tile URL template"),
+        (["--basemap", "tile.openstreetmap.org/{z}/{x}/{y}.png"], "not a tile URL template"),
+        (["--maps", "MISSING"], "no such folder"),
+        (["--maps", "EMPTY"], "no class maps here"),
+    ],
+)
+def test_cli_refuses_a_bad_basemap_or_maps_folder_in_one_line_before_the_model(
+    option, expected, tmp_path, capsys
+):
+    from msclip.cli import main
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "scene.tif").write_text("not a map")
+    option = [
+        o.replace("MISSING", str(tmp_path / "nope")).replace("EMPTY", str(tmp_path / "empty")) for o in option
+    ]
+    assert main(["app", *option, "--model", "no-such-model"]) == 2  # refused before the model is looked up
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1

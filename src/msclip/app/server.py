@@ -318,6 +318,10 @@ def create_app(
 
     @app.get("/api/maps/{map_id}/at")
     def window_at(map_id: str, lon: float, lat: float) -> dict:
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):  # also refuses NaN
+            raise MSClipError(
+                f"({lon}, {lat}) is not a longitude between -180 and 180 and a latitude between -90 and 90"
+            )
         found = _map(map_id).at(lon, lat)
         if found is None:
             return JSONResponse({"error": "no mapped window here (off the map, nodata or cloud)"}, 404)
