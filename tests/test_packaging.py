@@ -35,3 +35,22 @@ def test_every_dependency_is_imported_somewhere():
         if module is None:  # used by torch.onnx.export, never imported by name
             continue
         assert re.search(rf"^\s*(import|from) {module}\b", source, re.MULTILINE), name
+
+
+def test_the_web_apps_vendored_files_are_declared_and_ship():
+    """The app serves its map library and countries itself (scripts/vendor_web.sh); no page asks a CDN."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "app/static/**/*" in declared["msclip"]
+    static = resources.files("msclip.app").joinpath("static")
+    for name in (
+        "vendor/leaflet/leaflet.js",
+        "vendor/leaflet/leaflet.css",
+        "vendor/leaflet/LICENSE",
+        "vendor/topojson-client/topojson-client.min.js",
+        "vendor/topojson-client/LICENSE",
+        "vendor/world-atlas/countries-50m.json",
+        "vendor/world-atlas/LICENSE",
+    ):
+        assert static.joinpath(name).is_file(), name
+    for page in ("index.html", "app.js", "style.css"):
+        assert "http" not in static.joinpath(page).read_text(), page

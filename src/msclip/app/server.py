@@ -1,8 +1,9 @@
-"""The web app's HTTP side: a FastAPI application around one loaded model and, optionally, one index.
+"""The web app's HTTP side: a FastAPI application around one loaded model and, optionally, one index and a
+folder of scene class maps.
 
 Every route answers JSON; user mistakes become ``{"error": "..."}`` with a 4xx status, never a traceback.
-Uploads live in a temporary folder for the length of one request; examples and index images are server
-files chosen by name or id from lists the server made, so no request can name a path.
+Uploads live in a temporary folder for the length of one request; examples, index images, maps and labelled
+items are chosen by name or id from lists the server made, so no request can name a path.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import yaml
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from msclip.app.labels import Session, Sessions, adapt_session
+from msclip.app.maps import SceneMapFile, remap, window_embedding
 from msclip.app.previews import preview_png, previews
 from msclip.app.uploads import Limits, Staged, display_name, for_page, open_checked, stage
 from msclip.bands import LAYOUTS, RGB
@@ -32,7 +37,7 @@ from msclip.errors import MSClipError
 from msclip.io import read
 from msclip.models import MSClipModel
 from msclip.text import TEMPLATE_SETS, checked_names
-from msclip.zeroshot import classify, embed
+from msclip.zeroshot import class_scorer, embed, embed_batches
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +60,13 @@ def create_app(
     examples: list[str] | tuple[str, ...] = (),
     limits: Limits | None = None,
     head=None,
+    maps: dict[str, SceneMapFile] | None = None,
+    basemap: str | None = None,
 ) -> FastAPI:
     """The app for ``model``; ``index`` (an opened :class:`msclip.index.EmbeddingIndex`) enables Search;
-    ``head`` (a :class:`msclip.Head` made for ``model``) classifies into its classes instead of typed ones."""
+    ``head`` (a :class:`msclip.Head` made for ``model``) classifies into its classes instead of typed ones;
+    ``maps`` (:func:`msclip.app.maps.find_maps`) are shown in the Maps tab; ``basemap`` is a tile URL
+    template (``https://tile.openstreetmap.org/{z}/{x}/{y}.png``) drawn under the bundled countries."""
     if index is not None and index.model_name and index.model_name != model.spec.name:
         raise MSClipError(f"the index holds {index.model_name} embeddings but the app runs {model.spec.name}")
     if head is not None:
@@ -65,6 +74,9 @@ def create_app(
     limits = limits or Limits()
     examples_by_name = {Path(p).name: str(p) for p in examples}
     results: OrderedDict[str, pd.DataFrame] = OrderedDict()
+    maps = dict(maps or {})
+    sessions = Sessions()
+    work = tempfile.TemporaryDirectory(prefix="msclip-app-maps-")  # maps made with adapted heads
     model_lock = threading.Lock()  # one forward pass at a time: requests queue instead of multiplying memory
     app = FastAPI(title="msclip", docs_url=None, redoc_url=None)  # Swagger UI would come from a CDN
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -77,6 +89,10 @@ def create_app(
     async def bad_form(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = ", ".join(str(e["loc"][-1]) for e in exc.errors())
         return JSONResponse({"error": f"missing or invalid form field(s): {fields}"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": f"{request.url.path}: {exc.detail}"}, status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
@@ -111,7 +127,13 @@ def create_app(
             "index": None if index is None else {"count": len(index), "model": index.model_name},
             "limits": {"max_file_mb": limits.max_file_mb, "max_files": limits.max_files},
             "head": None if head is None else {"method": head.method, "classes": head.class_names},
+            "basemap": None if basemap is None else {"url": basemap, "attribution": attribution(basemap)},
+            "maps": len(maps),
         }
+
+    @app.post("/api/session")
+    def new_session() -> dict:
+        return {"session": sessions.create()}
 
     @app.post("/api/classify")
     def classify_images(
@@ -121,11 +143,15 @@ def create_app(
         templates: str = Form("msclip"),
         layout: str = Form(""),
         boa_offset: str = Form("auto"),
+        session: str = Form(""),
+        adapted: bool = Form(False),
     ) -> dict:
         files = [f for f in files if f.filename]  # an empty file input sends a nameless part
-        if head is None and not classes:
+        labels = sessions.find(session)
+        scorer = _scoring_head(labels, adapted)
+        if scorer is None and not classes:
             raise MSClipError("missing form field: classes (or start the app with --head)")
-        names = head.class_names if head is not None else _class_list(classes, limits)
+        names = scorer.class_names if scorer is not None else _class_list(classes, limits)
         options = _input_options(layout, boa_offset)
         if templates not in TEMPLATE_SETS:  # a file name here would read a server path
             raise MSClipError(f"unknown template set {templates!r}; use {', '.join(TEMPLATE_SETS)}")
@@ -145,32 +171,53 @@ def create_app(
                     errors.append({"image": item.name, "message": str(exc)})
             if not shown:
                 return {"classes": names, "results": [], "errors": errors, "csv": None}
+            skipped: list[tuple[str, str]] = []
             with model_lock:
-                result = classify(
-                    model,
-                    list(shown),
-                    None if head else names,
-                    templates,
-                    head=head,
-                    options=options,
-                    workers=0,
-                )
+                _, score = class_scorer(model, None if scorer else names, templates, True, scorer)
+                batches = list(embed_batches(model, list(shown), options, workers=0, skipped=skipped))
         errors += [
-            {"image": shown[path][0].name, "message": for_page(m, shown[path][0])}
-            for path, m in result.skipped
+            {"image": shown[path][0].name, "message": for_page(m, shown[path][0])} for path, m in skipped
         ]
-        table = result.table.assign(image=result.table["image"].map(lambda p: shown[p][0].name))
+        classified = [
+            (shown[path][0].name, vector, p.numpy(), filled, offset, shown[path][1])
+            for batch in batches
+            for path, vector, p, filled, offset in zip(
+                batch.paths,
+                batch.embeddings,
+                score(batch.embeddings),
+                batch.filled,
+                batch.offsets,
+                strict=True,
+            )
+        ]
+        table = pd.DataFrame(
+            [
+                {"image": name, "label": names[p.argmax()], **dict(zip(names, p.tolist(), strict=True)),
+                 "filled_fraction": filled, "boa_offset": offset.offset, "boa_offset_source": offset.source}
+                for name, _, p, filled, offset, _ in classified
+            ],
+            columns=["image", "label", *names, "filled_fraction", "boa_offset", "boa_offset_source"],
+        )  # fmt: skip
         rows = [
             {
-                "image": shown[path][0].name,
-                "label": row["label"],
-                "probabilities": [float(row[n]) for n in names],
-                "filled_fraction": float(row["filled_fraction"]),
-                **shown[path][1],
+                "image": name,
+                "label": names[p.argmax()],
+                "probabilities": p.tolist(),
+                "filled_fraction": float(filled),
+                "sample": None if labels is None else labels.add(name, vector),
+                **pictures,
             }
-            for path, (_, row) in zip(result.table["image"], table.iterrows(), strict=True)
+            for name, vector, p, filled, _, pictures in classified
         ]
         return {"classes": names, "results": rows, "errors": errors, "csv": _keep(results, table)}
+
+    def _scoring_head(labels: Session | None, adapted: bool):
+        """The head a classification uses: the session's adapted one when asked for, else --head's."""
+        if not adapted:
+            return head
+        if labels is None or labels.head is None:
+            raise MSClipError("no adapted head in this session yet: label items and press Adapt")
+        return labels.head
 
     @app.get("/api/results/{result_id}.csv")
     def download(result_id: str) -> Response:
@@ -190,8 +237,10 @@ def create_app(
         end: str = Form(""),
         layout: str = Form(""),
         boa_offset: str = Form("auto"),
+        session: str = Form(""),
     ) -> dict:
         searchable = _require(index)
+        labels = sessions.find(session)
         if not 1 <= top_k <= limits.max_top_k:
             raise MSClipError(f"top k must be between 1 and {limits.max_top_k}")
         if image is not None and image.filename:
@@ -213,6 +262,7 @@ def create_app(
                 "datetime": _iso(hit.datetime),
                 "geometry": _geojson(hit.geometry),
                 "thumbnail": f"/api/thumbnail/{int(hit.id)}.png",
+                "sample": None if labels is None else labels.add(Path(hit.image).name, _stored(hit.id)),
             }
             for hit in hits.itertuples(index=False)
         ]
@@ -241,6 +291,96 @@ def create_app(
             return JSONResponse({"error": f"no preview for item {item_id}"}, status_code=404)
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
+    def _stored(item_id: int) -> torch.Tensor:
+        """The index's embedding of an item (labelling a hit needs no second pass through the model)."""
+        return torch.from_numpy(np.asarray(index.index.reconstruct(int(item_id)), dtype=np.float32))
+
+    # ---- scene maps -------------------------------------------------------------------------------------
+
+    def _map(map_id: str) -> SceneMapFile:
+        if map_id not in maps:
+            raise MSClipError(
+                f"no map {map_id!r} here" if maps else "no maps loaded: start the app with --maps DIR"
+            )
+        return maps[map_id]
+
+    @app.get("/api/maps")
+    def list_maps() -> dict:
+        return {"maps": [m.describe() for m in maps.values()]}
+
+    @app.get("/api/maps/{map_id}/overlay.png")
+    def overlay(map_id: str) -> Response:
+        return Response(_overlay(map_id), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @lru_cache(maxsize=32)
+    def _overlay(map_id: str) -> bytes:
+        return _map(map_id).overlay_png()
+
+    @app.get("/api/maps/{map_id}/at")
+    def window_at(map_id: str, lon: float, lat: float) -> dict:
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):  # also refuses NaN
+            raise MSClipError(
+                f"({lon}, {lat}) is not a longitude between -180 and 180 and a latitude between -90 and 90"
+            )
+        found = _map(map_id).at(lon, lat)
+        if found is None:
+            return JSONResponse({"error": "no mapped window here (off the map, nodata or cloud)"}, 404)
+        return found
+
+    @app.post("/api/maps/{map_id}/adapted")
+    def map_with_head(map_id: str, session: str = Form(...)) -> dict:
+        """Map the scene again with the session's adapted head; the new map joins the list."""
+        source, labels = _map(map_id), sessions.get(session)
+        if labels.head is None:
+            raise MSClipError("no adapted head in this session yet: label items and press Adapt")
+        with model_lock:
+            made = remap(model, source, labels.head, Path(work.name))
+        maps[made.id] = made
+        return made.describe()
+
+    # ---- labels and adaptation --------------------------------------------------------------------------
+
+    @app.post("/api/labels")
+    def set_labels(
+        session: str = Form(...),
+        label: str = Form(""),
+        samples: list[str] = Form(default=[]),  # noqa: B008
+        map_id: str = Form("", alias="map"),
+        window: int | None = Form(None),
+    ) -> dict:
+        """Give items a class (``label`` empty: take it away): samples by id, or a window of a scene map."""
+        labels = sessions.get(session)
+        name = checked_names([label], limits.max_classes)[0] if label.strip() else ""
+        if map_id:
+            if window is None:
+                raise MSClipError("give the window number of the map")
+            scene_map = _map(map_id)
+            with model_lock:
+                vector = window_embedding(model, scene_map, window, InputOptions())
+            samples = [*samples, labels.add(f"{scene_map.path.stem} window {window}", vector)]
+        if not samples:
+            raise MSClipError("tick at least one item to label")
+        labels.label(samples, name)
+        return labels.describe()
+
+    @app.get("/api/labels")
+    def get_labels(session: str) -> dict:
+        return sessions.get(session).describe()
+
+    @app.post("/api/adapt")
+    def adapt_labels(session: str = Form(...)) -> dict:
+        labels = sessions.get(session)
+        with model_lock:
+            return adapt_session(model, labels, limits.max_classes)
+
+    @app.get("/api/heads/{head_id}.safetensors")
+    def download_head(head_id: str) -> Response:
+        data = sessions.head_file(head_id)
+        if data is None:
+            return JSONResponse({"error": "head expired or unknown; adapt again"}, status_code=404)
+        headers = {"Content-Disposition": 'attachment; filename="msclip-head.safetensors"'}
+        return Response(data, media_type="application/octet-stream", headers=headers)
+
     def _image_query(upload: UploadFile, options: InputOptions) -> np.ndarray:
         with tempfile.TemporaryDirectory(prefix="msclip-app-") as folder:
             item = stage(upload, Path(folder), 0, limits)
@@ -262,6 +402,16 @@ def create_app(
             return None
 
     return app
+
+
+def attribution(url: str) -> str:
+    """The credit a tile layer shows: OpenStreetMap's own wording for its tiles, else the tile server."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or url
+    if host.endswith("openstreetmap.org"):
+        return '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+    return f"tiles: {host}"
 
 
 def _class_list(text: str, limits: Limits) -> list[str]:
