@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -247,7 +248,7 @@ class SourceDataset(Dataset):
     ``error`` field itself for a deliberate skip (a scene window without enough valid data).
     """
 
-    def __init__(self, sources: Sequence[Source], prepare: Callable[[Source], dict]):
+    def __init__(self, sources: Sequence[Source], prepare: Callable[[Any], dict]):
         self.sources = sources
         self.prepare = prepare
 

@@ -117,9 +117,10 @@ def labelled_shots(model, session: Session, max_classes: int) -> tuple[list[str]
     return names, Shots(features, labels, text_classifier(model, names, templates("msclip")))
 
 
-def held_out_accuracy(shots: Shots, names: list[str], identity: dict) -> float | None:
+def held_out_accuracy(shots: Shots, names: list[str], identity: dict) -> tuple[float, int] | None:
     """Share of labelled samples right when each fold of them is left out of the fit (the folds of
-    :func:`msclip.adapt.methods.folds_of`); None when a class has a single label (nothing to hold out)."""
+    :func:`msclip.adapt.methods.folds_of`) and the number of folds; None when a class has a single label
+    (nothing to hold out)."""
     folds = folds_of(shots.labels)
     if folds is None:
         return None
@@ -129,14 +130,15 @@ def held_out_accuracy(shots: Shots, names: list[str], identity: dict) -> float |
         train = Shots(shots.features[~held], shots.labels[~held], shots.text)
         head = fit_head(train, DEFAULT_METHOD, names, identity)
         correct += int((head.probabilities(shots.features[held]).argmax(-1) == shots.labels[held]).sum())
-    return correct / len(shots.labels)
+    return correct / len(shots.labels), len(folds.unique())
 
 
 def adapt_session(model, session: Session, max_classes: int) -> dict:
     """Fit the session's head on its labels, keep it (and its file) in the session; what the page shows."""
     names, shots = labelled_shots(model, session, max_classes)
     identity = model_identity(model)
-    accuracy = held_out_accuracy(shots, names, identity)
+    held_out = held_out_accuracy(shots, names, identity)
+    accuracy = held_out[0] if held_out else None
     head = fit_head(shots, DEFAULT_METHOD, names, identity, templates("msclip"))
     session.head, session.head_id, session.head_bytes = head, uuid.uuid4().hex, _head_bytes(head)
     ids = list(session.samples)
@@ -147,9 +149,9 @@ def adapt_session(model, session: Session, max_classes: int) -> dict:
         "shots": head.shots,
         "accuracy": accuracy,
         "accuracy_note": (
-            f"held-out accuracy {accuracy:.0%} ({len(shots.labels)} labels, each left out of one of "
-            f"{int(folds_of(shots.labels).max()) + 1} fits)"
-            if accuracy is not None
+            f"held-out accuracy {held_out[0]:.0%} ({len(shots.labels)} labels, each left out of one of "
+            f"{held_out[1]} fits)"
+            if held_out
             else "held-out accuracy needs at least two labels of every class"
         ),
         "head": f"/api/heads/{session.head_id}.safetensors",

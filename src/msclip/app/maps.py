@@ -247,7 +247,8 @@ def _scene_of(model, scene_map: SceneMapFile):
 def window_embedding(model, scene_map: SceneMapFile, k: int, options: InputOptions):
     """The embedding of window ``k`` of the mapped scene, read and prepared as ``msclip map`` did (the scene's
     BOA offset decided once, the map's window size and stride)."""
-    from msclip.scenes.embed import WindowDataset, WindowOptions, scene_offset
+    from msclip.data import SourceDataset
+    from msclip.scenes.embed import ForWindow, WindowOptions, WindowSources, scene_offset
     from msclip.scenes.windows import WindowGrid
 
     scene, stride = _scene_of(model, scene_map)
@@ -257,13 +258,13 @@ def window_embedding(model, scene_map: SceneMapFile, k: int, options: InputOptio
     decided = replace(options, boa_offset=scene_offset(scene, options).offset)
     every_window = WindowOptions(stride=stride, min_valid=0.0, max_cloud=1.0)
     grid = WindowGrid(model.spec.image_size, stride, height, width)
-    dataset = WindowDataset(scene, grid, model.bands, model.transform, decided, every_window)
+    sources = WindowSources(scene, grid, model.bands)
     try:
-        item = dataset[k]
+        item = SourceDataset(sources, ForWindow(model.bands, model.transform, decided, every_window))[k]
     finally:
-        dataset.reader.close()
-    if item["status"] != "ok":
-        raise MSClipError(f"{scene_map.path.name}: window {k} cannot be read ({item['status']})")
+        sources.reader.close()
+    if "error" in item:
+        raise MSClipError(f"{scene_map.path.name}: window {k} cannot be read ({item['error']})")
     return model.encode_image(item["image"][None])[0]
 
 

@@ -316,8 +316,8 @@ def create_app(
     def _overlay(map_id: str) -> bytes:
         return _map(map_id).overlay_png()
 
-    @app.get("/api/maps/{map_id}/at")
-    def window_at(map_id: str, lon: float, lat: float) -> dict:
+    @app.get("/api/maps/{map_id}/at", response_model=None)
+    def window_at(map_id: str, lon: float, lat: float) -> dict | JSONResponse:
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):  # also refuses NaN
             raise MSClipError(
                 f"({lon}, {lat}) is not a longitude between -180 and 180 and a latitude between -90 and 90"

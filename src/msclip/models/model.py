@@ -41,7 +41,7 @@ class MSClipModel:
     spec: ModelSpec
     clip: Any  # an open_clip CLIP / CustomTextCLIP module: its towers are reached by attribute
     tokenizer: Callable[[list[str]], torch.Tensor]
-    transform: object
+    transform: Callable
     device: str = "cpu"
     precision: Precision = "fp32"
     checkpoint: str | None = None

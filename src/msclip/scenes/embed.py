@@ -69,7 +69,7 @@ class WindowSources(Sequence):
     def __len__(self) -> int:
         return len(self.grid)
 
-    def __getitem__(self, k):  # type: ignore[override]
+    def __getitem__(self, k):
         return SceneWindow(self.reader, k, self.grid.window(k), self.bands)
 
 
