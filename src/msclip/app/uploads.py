@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from msclip.errors import MSClipError, SkippedImage
-from msclip.io import RASTER_SUFFIXES, Raster, read
+from msclip.io import RASTER_SUFFIXES, Raster
+from msclip.sources import ChipFile
 
 _CHUNK = 1 << 20
 
@@ -77,7 +78,7 @@ def open_checked(item: Staged, limits: Limits, layout: str | None) -> Raster:
                 f"{item.name}: too large ({values / 1e6:.0f} million values; at most {limits.max_values / 1e6:.0f}"
                 " million, e.g. 12 bands of 2300 x 2300 pixels)"
             )
-        return read(item.path, layout)
+        return ChipFile(item.path, layout).read()
     except MSClipError as exc:
         raise SkippedImage(for_page(str(exc), item)) from None
     except Exception as exc:  # a header no reader understands
