@@ -15,6 +15,7 @@ from msclip.evaluation.datasets import EvalSet, MissingDataset, resolve, with_re
 from msclip.evaluation.metrics import TOP_K_RETRIEVAL
 from msclip.evaluation.runner import LOGIT_FACTOR, Evaluation, NothingReadable, evaluate_dataset
 from msclip.models import MSClipModel, load_model
+from msclip.models.checkpoint import remembered_sha256
 from msclip.text import templates
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,11 @@ def model_labels(entries: list[str]) -> list[str]:
 
 
 def file_sha256(path: str | None) -> str | None:
-    """Hash of a checkpoint file, so a table can be traced to the exact weights."""
+    """Hash of a checkpoint file, so a table can be traced to the exact weights (remembered per file
+    version: a 600 MB checkpoint is not read whole again by every evaluation)."""
     if not path or not Path(path).is_file():
         return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return remembered_sha256(path)
 
 
 def model_settings(model: MSClipModel, label: str) -> dict:
