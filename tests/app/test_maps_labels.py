@@ -241,3 +241,28 @@ def test_cli_refuses_a_bad_basemap_or_maps_folder_in_one_line_before_the_model(
     assert main(["app", *option, "--model", "no-such-model"]) == 2  # refused before the model is looked up
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_map_again_keeps_the_windows_by_the_maps_own_filters(scene_maps, tiny_model, tmp_path, monkeypatch):
+    """A map made with --min-valid 0.25 --max-cloud 0.75 is mapped again with those, not the defaults."""
+    import shutil
+
+    import msclip.scenes
+    from msclip.app.maps import find_maps, remap
+
+    source = scene_maps["tiled"]
+    for suffix in (".tif", ".parquet"):
+        shutil.copy(source.path.with_suffix(suffix), tmp_path / f"strict{suffix}")
+    with rasterio.open(tmp_path / "strict.tif", "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
+        dst.update_tags(min_valid="0.25", max_cloud="0.75")
+    used = {}
+
+    def remember_windows(model, scene, **kwargs):
+        used.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(msclip.scenes, "map_scene", remember_windows)
+    with pytest.raises(RuntimeError, match="stop here"):
+        remap(tiny_model, find_maps(str(tmp_path))["strict"], None, tmp_path)
+    windows = used["windows"]
+    assert (windows.stride, windows.min_valid, windows.max_cloud) == (224, 0.25, 0.75)

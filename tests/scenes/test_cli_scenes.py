@@ -40,6 +40,19 @@ def test_map_writes_cog_and_footprints(scenes, tmp_path, capsys):
     np.testing.assert_allclose(windows[["ocean", "snow"]].sum(axis=1), 1, atol=1e-5)
 
 
+def test_map_records_how_its_windows_were_cut_and_kept(scenes, tmp_path):
+    args = ["map", str(scenes[0]), "--classes", "ocean", "--output", str(tmp_path / "m.tif"), *TINY]
+    assert main([*args, "--stride", "112", "--min-valid", "0.3", "--max-cloud", "0.8"]) == 0
+    with rasterio.open(tmp_path / "m.tif") as src:
+        tags = src.tags()
+    assert {k: tags[k] for k in ("window_size", "stride", "min_valid", "max_cloud")} == {
+        "window_size": "224",
+        "stride": "112",
+        "min_valid": "0.3",
+        "max_cloud": "0.8",
+    }
+
+
 def test_embed_scenes_index_and_search(scenes, tmp_path, chip_paths):
     out = tmp_path / "embeddings"
     assert main(["embed", *map(str, scenes), "--output", str(out), *TINY]) == 0

@@ -63,6 +63,19 @@ class SceneMapFile:
         return len(self.classes) + 1
 
     @cached_property
+    def window_filters(self) -> tuple[float, float]:
+        """(min_valid, max_cloud) that ``msclip map`` kept windows by; the defaults for maps that predate the
+        tags."""
+        from msclip.scenes.embed import WindowOptions
+
+        with rasterio.open(self.path) as src:
+            tags = src.tags()
+        try:
+            return float(tags["min_valid"]), float(tags["max_cloud"])
+        except (KeyError, ValueError):
+            return WindowOptions.min_valid, WindowOptions.max_cloud
+
+    @cached_property
     def grid(self) -> tuple[Affine, int, int, str]:
         """(transform, width, height, crs) of the map."""
         with rasterio.open(self.path) as src:
@@ -269,12 +282,14 @@ def window_embedding(model, scene_map: SceneMapFile, k: int, options: InputOptio
 
 
 def remap(model, source: SceneMapFile, head, folder: Path) -> SceneMapFile:
-    """The scene of ``source`` mapped again with ``head`` (same windows), written into ``folder``."""
+    """The scene of ``source`` mapped again with ``head`` (same windows, kept by the same filters), written
+    into ``folder``."""
     from msclip.scenes import map_scene, write_geoparquet, write_map
     from msclip.scenes.embed import WindowOptions
 
     scene, stride = _scene_of(model, source)
-    result = map_scene(model, scene, head=head, windows=WindowOptions(stride=stride), workers=0)
+    windows = WindowOptions(stride, *source.window_filters)
+    result = map_scene(model, scene, head=head, windows=windows, workers=0)
     map_id = f"{source.id}-adapted-{uuid.uuid4().hex[:6]}"
     path = folder / f"{map_id}.tif"
     write_map(result, str(path))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -13,7 +13,7 @@ from rasterio import Affine
 
 from msclip.io import atomic_write
 from msclip.models import MSClipModel
-from msclip.scenes.embed import WindowBatch, scan_scene
+from msclip.scenes.embed import WindowBatch, WindowOptions, scan_scene
 from msclip.scenes.source import Scene
 from msclip.zeroshot import class_scorer, transductive_scorer
 
@@ -27,6 +27,9 @@ class SceneMap:
     transform: Affine
     crs: str
     windows: gpd.GeoDataFrame  # footprints with status, label, one column per class
+    #: how the windows were cut and kept (window_size, stride, min_valid, max_cloud), written as COG tags so
+    #: that the same windows can be mapped again
+    window_settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> np.ndarray:
@@ -68,7 +71,12 @@ def map_scene(
     for name, column in zip(names, probabilities.T, strict=True):
         windows[name] = column
     shaped = probabilities.T.reshape(len(names), grid.rows, grid.cols)
-    return SceneMap(names, shaped, grid.map_transform(scene), scene.crs, windows)
+    filters = kwargs.get("windows") or WindowOptions()
+    settings = {"window_size": grid.size, "stride": grid.stride, "min_valid": filters.min_valid}
+    settings["max_cloud"] = filters.max_cloud
+    return SceneMap(
+        names, shaped, grid.map_transform(scene), scene.crs, windows, {k: str(v) for k, v in settings.items()}
+    )
 
 
 def write_map(scene_map: SceneMap, path: str) -> None:
@@ -93,6 +101,8 @@ def write_map(scene_map: SceneMap, path: str) -> None:
             dst.write(bands)
             for i, name in enumerate([*scene_map.classes, "label"], start=1):
                 dst.set_band_description(i, name)
-            dst.update_tags(classes="|".join(scene_map.classes), label_band=str(classes + 1))
+            dst.update_tags(
+                classes="|".join(scene_map.classes), label_band=str(classes + 1), **scene_map.window_settings
+            )
 
     atomic_write(path, write)
