@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import rasterio
+import torch
 from PIL import Image
 
 from msclip.adapt import DEFAULT_METHOD, load_head
@@ -244,15 +245,16 @@ def test_cli_refuses_a_bad_basemap_or_maps_folder_in_one_line_before_the_model(
 
 
 def test_map_again_keeps_the_windows_by_the_maps_own_filters(scene_maps, tiny_model, tmp_path, monkeypatch):
-    """A map made with --min-valid 0.25 --max-cloud 0.75 is mapped again with those, not the defaults."""
+    """A map made with --min-valid 0.25 --max-cloud 0.75 (and, as before this release, no embeddings kept in
+    its footprints) is read and mapped again with those filters, not the defaults."""
     import shutil
 
     import msclip.scenes
     from msclip.app.maps import find_maps, remap
 
     source = scene_maps["tiled"]
-    for suffix in (".tif", ".parquet"):
-        shutil.copy(source.path.with_suffix(suffix), tmp_path / f"strict{suffix}")
+    shutil.copy(source.path, tmp_path / "strict.tif")
+    source.windows.drop(columns="embedding").to_parquet(tmp_path / "strict.parquet")
     with rasterio.open(tmp_path / "strict.tif", "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
         dst.update_tags(min_valid="0.25", max_cloud="0.75")
     used = {}
@@ -266,3 +268,30 @@ def test_map_again_keeps_the_windows_by_the_maps_own_filters(scene_maps, tiny_mo
         remap(tiny_model, find_maps(str(tmp_path))["strict"], None, tmp_path)
     windows = used["windows"]
     assert (windows.stride, windows.min_valid, windows.max_cloud) == (224, 0.25, 0.75)
+
+
+def test_kept_embeddings_score_and_label_windows_as_reading_the_scene_again(scene_maps, tiny_model):
+    """A map's footprints keep its windows' embeddings: labelling a window and mapping again with a head use
+    them (no scene read) and give what reading and embedding the scene again gives."""
+    from msclip.adapt import Shots, fit_head, model_identity, text_classifier
+    from msclip.app.maps import _mapped_again, _rescored, window_embedding
+    from msclip.data import InputOptions
+    from msclip.text import templates
+
+    source = scene_maps["tiled"]
+    stored = source.stored_embeddings(tiny_model)
+    assert stored is not None and sum(v is not None for v in stored) == 16
+    for k in (0, 5, 15):
+        np.testing.assert_allclose(
+            window_embedding(tiny_model, source, k, InputOptions()), stored[k], atol=1e-6
+        )
+    features = torch.tensor(np.stack(stored[:6]), dtype=torch.float32)
+    shots = Shots(
+        features, torch.tensor([0, 1, 0, 1, 0, 1]), text_classifier(tiny_model, ["a", "b"], templates())
+    )
+    head = fit_head(shots, DEFAULT_METHOD, ["a", "b"], model_identity(tiny_model))
+    fast, slow = _rescored(tiny_model, source, head), _mapped_again(tiny_model, source, head)
+    assert fast.classes == slow.classes == ["a", "b"] and fast.window_settings == slow.window_settings
+    np.testing.assert_allclose(fast.probabilities, slow.probabilities, atol=1e-5)
+    assert list(fast.windows["label"]) == list(slow.windows["label"])
+    assert list(fast.windows.columns) == list(slow.windows.columns)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import torch
@@ -69,11 +68,13 @@ class Head:
 
 def model_identity(model) -> dict:
     """What a head records of the model that made its embeddings."""
+    from msclip.models.checkpoint import checkpoint_sha256
+
     return {
         "name": model.spec.name,
         "bands": list(model.bands),
         "embed_dim": _embed_dim(model),
-        "checkpoint_sha256": _checkpoint_sha256(model.checkpoint),
+        "checkpoint_sha256": checkpoint_sha256(model.checkpoint),
         "precision": model.precision,
     }
 
@@ -85,20 +86,6 @@ def _embed_dim(model) -> int:
     if projection is not None:
         return int(projection.shape[-1])
     return int(model.encode_text(["x"]).shape[-1])
-
-
-def _checkpoint_sha256(path: str | None) -> str | None:
-    if not path or not Path(path).is_file():
-        return None
-    stat = os.stat(path)
-    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@cache
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    from msclip.models.checkpoint import sha256_of
-
-    return sha256_of(path)
 
 
 def save_head(head: Head, path: str | os.PathLike) -> None:

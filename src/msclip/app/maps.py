@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import torch
 from rasterio import Affine
 from rasterio.warp import Resampling, calculate_default_transform, reproject, transform
 from rasterio.windows import Window
@@ -63,17 +64,31 @@ class SceneMapFile:
         return len(self.classes) + 1
 
     @cached_property
-    def window_filters(self) -> tuple[float, float]:
-        """(min_valid, max_cloud) that ``msclip map`` kept windows by; the defaults for maps that predate the
-        tags."""
-        from msclip.scenes.embed import WindowOptions
-
+    def window_settings(self) -> dict[str, str]:
+        """How ``msclip map`` cut and kept the windows (COG tags window_size, stride, min_valid, max_cloud);
+        empty for maps that predate the tags."""
         with rasterio.open(self.path) as src:
             tags = src.tags()
+        return {key: tags[key] for key in ("window_size", "stride", "min_valid", "max_cloud") if key in tags}
+
+    @property
+    def window_filters(self) -> tuple[float, float]:
+        """(min_valid, max_cloud) the windows were kept by; the defaults for maps without the tags."""
+        from msclip.scenes.embed import WindowOptions
+
+        settings = self.window_settings
         try:
-            return float(tags["min_valid"]), float(tags["max_cloud"])
+            return float(settings["min_valid"]), float(settings["max_cloud"])
         except (KeyError, ValueError):
             return WindowOptions.min_valid, WindowOptions.max_cloud
+
+    def stored_embeddings(self, model) -> list | None:
+        """The windows' embeddings kept in the footprints (None where skipped), when ``model`` made them;
+        None when the footprints hold none (older maps) or another model's."""
+        windows = self.windows
+        if windows is None or "embedding" not in windows or windows.attrs.get("model") != model.spec.name:
+            return None
+        return list(windows["embedding"])
 
     @cached_property
     def grid(self) -> tuple[Affine, int, int, str]:
@@ -115,8 +130,13 @@ class SceneMapFile:
         if self.footprints is None:
             return None
         import geopandas as gpd
+        import pyarrow.parquet as pq
 
-        return gpd.read_parquet(self.footprints)
+        from msclip.index.tables import model_name_of
+
+        table = gpd.read_parquet(self.footprints)
+        table.attrs["model"] = model_name_of(pq.read_schema(self.footprints))
+        return table
 
     @property
     def scene(self) -> str | None:
@@ -259,7 +279,10 @@ def _scene_of(model, scene_map: SceneMapFile):
 
 def window_embedding(model, scene_map: SceneMapFile, k: int, options: InputOptions):
     """The embedding of window ``k`` of the mapped scene, read and prepared as ``msclip map`` did (the scene's
-    BOA offset decided once, the map's window size and stride)."""
+    BOA offset decided once, the map's window size and stride); the one kept in the footprints when there is."""
+    stored = scene_map.stored_embeddings(model)
+    if stored is not None and 0 <= k < len(stored) and stored[k] is not None:
+        return torch.tensor(np.asarray(stored[k]), dtype=torch.float32)
     from msclip.data import SourceDataset
     from msclip.scenes.embed import ForWindow, WindowOptions, WindowSources, scene_offset
     from msclip.scenes.windows import WindowGrid
@@ -283,17 +306,48 @@ def window_embedding(model, scene_map: SceneMapFile, k: int, options: InputOptio
 
 def remap(model, source: SceneMapFile, head, folder: Path) -> SceneMapFile:
     """The scene of ``source`` mapped again with ``head`` (same windows, kept by the same filters), written
-    into ``folder``."""
-    from msclip.scenes import map_scene, write_geoparquet, write_map
-    from msclip.scenes.embed import WindowOptions
+    into ``folder``: scored from the embeddings kept in its footprints when it has them (a second), else
+    read and embedded again."""
+    from msclip.scenes import write_geoparquet, write_map
 
-    scene, stride = _scene_of(model, source)
-    windows = WindowOptions(stride, *source.window_filters)
-    result = map_scene(model, scene, head=head, windows=windows, workers=0)
+    result = _rescored(model, source, head) or _mapped_again(model, source, head)
     map_id = f"{source.id}-adapted-{uuid.uuid4().hex[:6]}"
     path = folder / f"{map_id}.tif"
     write_map(result, str(path))
     write_geoparquet(result.windows, str(path.with_suffix(".parquet")), model)
     return SceneMapFile(
         map_id, path, list(result.classes), path.with_suffix(".parquet"), {"adapted_from": source.id}
+    )
+
+
+def _rescored(model, source: SceneMapFile, head):
+    """The map of ``source``'s windows scored by ``head`` from their stored embeddings; None without them."""
+    from msclip.scenes.mapping import SceneMap, scored_windows
+    from msclip.zeroshot import class_scorer
+
+    stored = source.stored_embeddings(model)
+    if stored is None:
+        return None
+    names, score = class_scorer(model, None, "msclip", True, head)
+    kept = [k for k, vector in enumerate(stored) if vector is not None]
+    scores = {}
+    if kept:
+        features = torch.tensor(np.stack([np.asarray(stored[k]) for k in kept]), dtype=torch.float32)
+        scores = dict(zip(kept, score(features).numpy(), strict=True))
+    base = source.windows.drop(columns=["label", *source.classes, "embedding"], errors="ignore")
+    windows, probabilities = scored_windows(base, names, scores)
+    windows["embedding"] = stored
+    transform_, width, height, crs = source.grid
+    shaped = probabilities.reshape(len(names), height, width)
+    return SceneMap(names, shaped, transform_, crs, windows, source.window_settings)
+
+
+def _mapped_again(model, source: SceneMapFile, head):
+    """The scene of ``source`` read, embedded and scored by ``head`` again (maps without stored embeddings)."""
+    from msclip.scenes import map_scene
+    from msclip.scenes.embed import WindowOptions
+
+    scene, stride = _scene_of(model, source)
+    return map_scene(
+        model, scene, head=head, windows=WindowOptions(stride, *source.window_filters), workers=0
     )

@@ -15,7 +15,7 @@ from msclip.evaluation.datasets import EvalSet, MissingDataset, resolve, with_re
 from msclip.evaluation.metrics import TOP_K_RETRIEVAL
 from msclip.evaluation.runner import LOGIT_FACTOR, Evaluation, NothingReadable, evaluate_dataset
 from msclip.models import MSClipModel, load_model
-from msclip.models.checkpoint import remembered_sha256
+from msclip.models.checkpoint import checkpoint_sha256
 from msclip.text import templates
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,6 @@ def model_labels(entries: list[str]) -> list[str]:
     return labels
 
 
-def file_sha256(path: str | None) -> str | None:
-    """Hash of a checkpoint file, so a table can be traced to the exact weights (remembered per file
-    version: a 600 MB checkpoint is not read whole again by every evaluation)."""
-    if not path or not Path(path).is_file():
-        return None
-    return remembered_sha256(path)
-
-
 def model_settings(model: MSClipModel, label: str) -> dict:
     return {
         "name": model.spec.name,
@@ -84,7 +76,7 @@ def model_settings(model: MSClipModel, label: str) -> dict:
         "input": "RGB composite B04 B03 B02 (8-bit, clipped)" if model.spec.is_rgb else "bands by name",
         "weights": f"random init (seed {SEED})" if model.weights == "random init" else model.weights,
         "checkpoint": str(model.checkpoint) if model.checkpoint else None,
-        "checkpoint_sha256": file_sha256(model.checkpoint),
+        "checkpoint_sha256": checkpoint_sha256(model.checkpoint),
         "precision": model.precision,
     }
 

@@ -135,6 +135,14 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_sha256(path: str | os.PathLike | None) -> str | None:
+    """The remembered sha256 of a checkpoint file, recorded with results so they trace to exact weights;
+    None for a model without a file (random init, a hub tag resolved elsewhere)."""
+    if not path or not Path(path).is_file():
+        return None
+    return remembered_sha256(path)
+
+
 def remembered_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file, hashed once and then remembered in msclip's cache for as long as the file is the
     same (path, inode, size, modification and change times): a checked download is not read whole by every

@@ -52,31 +52,41 @@ def map_scene(
     with a few-shot ``head``, and ``transductive`` over all the scene's windows at once)."""
     names, score = class_scorer(model, classes, template_set, use_cache, head)
     scores: dict[int, np.ndarray] = {}
-    kept: dict[int, torch.Tensor] = {}
+    embeddings: dict[int, torch.Tensor] = {}
 
     def collect(batch: WindowBatch) -> None:
-        if batch.kept and transductive:
-            kept.update(zip(batch.kept, batch.embeddings, strict=True))
-        elif batch.kept:
+        embeddings.update(zip(batch.kept, batch.embeddings, strict=True))
+        if batch.kept and not transductive:
             scores.update(zip(batch.kept, score(batch.embeddings).numpy(), strict=True))
 
     grid, windows = scan_scene(model, scene, collect, **kwargs)
-    if kept:
-        probabilities = transductive_scorer(score)(torch.stack(list(kept.values())))
-        scores.update(zip(kept, probabilities.numpy(), strict=True))
-    probabilities = np.full((len(grid), len(names)), np.nan, dtype=np.float32)
-    if scores:
-        probabilities[list(scores)] = np.stack(list(scores.values()))
-    windows["label"] = [names[scores[k].argmax()] if k in scores else None for k in range(len(grid))]
-    for name, column in zip(names, probabilities.T, strict=True):
-        windows[name] = column
-    shaped = probabilities.T.reshape(len(names), grid.rows, grid.cols)
+    if transductive and embeddings:
+        probabilities = transductive_scorer(score)(torch.stack(list(embeddings.values())))
+        scores.update(zip(embeddings, probabilities.numpy(), strict=True))
+    windows, probabilities = scored_windows(windows, names, scores)
+    windows["embedding"] = [embeddings[k].tolist() if k in embeddings else None for k in range(len(grid))]
     filters = kwargs.get("windows") or WindowOptions()
     settings = {"window_size": grid.size, "stride": grid.stride, "min_valid": filters.min_valid}
     settings["max_cloud"] = filters.max_cloud
+    shaped = probabilities.reshape(len(names), grid.rows, grid.cols)
     return SceneMap(
         names, shaped, grid.map_transform(scene), scene.crs, windows, {k: str(v) for k, v in settings.items()}
     )
+
+
+def scored_windows(
+    windows: gpd.GeoDataFrame, names: list[str], scores: dict[int, np.ndarray]
+) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """The window table with ``label`` and one probability column per class, and the probabilities (classes x
+    windows; NaN for a window without a score: skipped)."""
+    probabilities = np.full((len(windows), len(names)), np.nan, dtype=np.float32)
+    if scores:
+        probabilities[list(scores)] = np.stack(list(scores.values()))
+    windows = windows.copy()
+    windows["label"] = [names[scores[k].argmax()] if k in scores else None for k in range(len(windows))]
+    for name, column in zip(names, probabilities.T, strict=True):
+        windows[name] = column
+    return windows, probabilities.T
 
 
 def write_map(scene_map: SceneMap, path: str) -> None:
