@@ -291,7 +291,22 @@ def test_kept_embeddings_score_and_label_windows_as_reading_the_scene_again(scen
     )
     head = fit_head(shots, DEFAULT_METHOD, ["a", "b"], model_identity(tiny_model))
     fast, slow = _rescored(tiny_model, source, head), _mapped_again(tiny_model, source, head)
-    assert fast.classes == slow.classes == ["a", "b"] and fast.window_settings == slow.window_settings
+    assert fast.classes == slow.classes == ["a", "b"] and fast.made_with == slow.made_with
     np.testing.assert_allclose(fast.probabilities, slow.probabilities, atol=1e-5)
     assert list(fast.windows["label"]) == list(slow.windows["label"])
     assert list(fast.windows.columns) == list(slow.windows.columns)
+
+
+def test_kept_embeddings_of_other_weights_are_not_used(scene_maps, tiny_model, tmp_path):
+    """A map made with other weights of the same model name: its kept embeddings are not mixed with the app's."""
+    import shutil
+
+    from msclip.app.maps import find_maps
+
+    source = scene_maps["tiled"]
+    for suffix in (".tif", ".parquet"):
+        shutil.copy(source.path.with_suffix(suffix), tmp_path / f"other{suffix}")
+    with rasterio.open(tmp_path / "other.tif", "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
+        dst.update_tags(weights_sha256="0" * 64)
+    assert source.stored_embeddings(tiny_model) is not None
+    assert find_maps(str(tmp_path))["other"].stored_embeddings(tiny_model) is None

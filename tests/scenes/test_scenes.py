@@ -9,7 +9,7 @@ import rasterio
 from rasterio import Affine
 from rasterio.windows import Window
 
-from msclip import classify
+from msclip import classify, embed
 from msclip.bands import BOA_OFFSET, LAYOUTS
 from msclip.data import InputOptions, OffsetDecision, offset_decision
 from msclip.errors import BoaOffsetWarning
@@ -70,6 +70,28 @@ def test_map_is_georeferenced_skips_nodata_and_matches_classify(tiny_model, scen
         chip = classify(tiny_model, [str(crop)], CLASSES).table.iloc[0]
         np.testing.assert_allclose(probabilities[:, row, col], chip[CLASSES].to_numpy(float), atol=1e-5)
         assert windows.iloc[row * 10 + col]["filled_fraction"] == pytest.approx(chip["filled_fraction"])
+
+
+def test_a_map_keeps_its_window_embeddings_and_records_its_weights(tiny_model, scene_path, tmp_path):
+    """The footprints keep each kept window's embedding (what msclip.embed gives its crop); the COG records
+    the weights' sha256, so that kept embeddings are only reused with the same weights."""
+    import hashlib
+    from dataclasses import replace
+
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes(b"stand-in weights")  # mapping never reads it: the model is already loaded
+    model = replace(tiny_model, checkpoint=str(weights))
+    result = map_scene(model, open_scene(str(scene_path)), CLASSES, batch_size=16)
+    assert result.made_with["weights_sha256"] == hashlib.sha256(b"stand-in weights").hexdigest()
+    write_map(result, str(tmp_path / "map.tif"))
+    with rasterio.open(tmp_path / "map.tif") as src:
+        assert src.tags()["weights_sha256"] == result.made_with["weights_sha256"]
+    kept = result.windows["status"] == "ok"
+    assert result.windows.loc[~kept, "embedding"].isna().all()
+    crop = tmp_path / "crop.tif"
+    _write_crop(scene_path, Window(5 * 224, 4 * 224, 224, 224), crop)
+    chip = embed(tiny_model, [str(crop)]).table["embedding"].iloc[0]
+    np.testing.assert_allclose(result.windows["embedding"].iloc[4 * 10 + 5], chip, atol=1e-5)
 
 
 def test_overlapping_windows_put_map_pixels_at_window_centres(scene_path):

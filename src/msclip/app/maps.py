@@ -64,29 +64,36 @@ class SceneMapFile:
         return len(self.classes) + 1
 
     @cached_property
-    def window_settings(self) -> dict[str, str]:
-        """How ``msclip map`` cut and kept the windows (COG tags window_size, stride, min_valid, max_cloud);
-        empty for maps that predate the tags."""
+    def made_with(self) -> dict[str, str]:
+        """How ``msclip map`` made the map (COG tags window_size, stride, min_valid, max_cloud and
+        weights_sha256); empty for maps that predate the tags."""
+        keys = ("window_size", "stride", "min_valid", "max_cloud", "weights_sha256")
         with rasterio.open(self.path) as src:
             tags = src.tags()
-        return {key: tags[key] for key in ("window_size", "stride", "min_valid", "max_cloud") if key in tags}
+        return {key: tags[key] for key in keys if key in tags}
 
     @property
     def window_filters(self) -> tuple[float, float]:
         """(min_valid, max_cloud) the windows were kept by; the defaults for maps without the tags."""
         from msclip.scenes.embed import WindowOptions
 
-        settings = self.window_settings
+        settings = self.made_with
         try:
             return float(settings["min_valid"]), float(settings["max_cloud"])
         except (KeyError, ValueError):
             return WindowOptions.min_valid, WindowOptions.max_cloud
 
     def stored_embeddings(self, model) -> list | None:
-        """The windows' embeddings kept in the footprints (None where skipped), when ``model`` made them;
-        None when the footprints hold none (older maps) or another model's."""
+        """The windows' embeddings kept in the footprints (None where skipped), when ``model`` made them (same
+        name, and same weights when the map records them); None when the footprints hold none (older maps)
+        or another model's."""
+        from msclip.models.checkpoint import checkpoint_sha256
+
         windows = self.windows
         if windows is None or "embedding" not in windows or windows.attrs.get("model") != model.spec.name:
+            return None
+        weights = self.made_with.get("weights_sha256")
+        if weights and weights != checkpoint_sha256(model.checkpoint):
             return None
         return list(windows["embedding"])
 
@@ -339,7 +346,7 @@ def _rescored(model, source: SceneMapFile, head):
     windows["embedding"] = stored
     transform_, width, height, crs = source.grid
     shaped = probabilities.reshape(len(names), height, width)
-    return SceneMap(names, shaped, transform_, crs, windows, source.window_settings)
+    return SceneMap(names, shaped, transform_, crs, windows, source.made_with)
 
 
 def _mapped_again(model, source: SceneMapFile, head):

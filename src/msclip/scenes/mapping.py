@@ -13,6 +13,7 @@ from rasterio import Affine
 
 from msclip.io import atomic_write
 from msclip.models import MSClipModel
+from msclip.models.checkpoint import checkpoint_sha256
 from msclip.scenes.embed import WindowBatch, WindowOptions, scan_scene
 from msclip.scenes.source import Scene
 from msclip.zeroshot import class_scorer, transductive_scorer
@@ -27,9 +28,10 @@ class SceneMap:
     transform: Affine
     crs: str
     windows: gpd.GeoDataFrame  # footprints with status, label, one column per class
-    #: how the windows were cut and kept (window_size, stride, min_valid, max_cloud), written as COG tags so
-    #: that the same windows can be mapped again
-    window_settings: dict[str, str] = field(default_factory=dict)
+    #: how the map was made, written as COG tags: how the windows were cut and kept (window_size, stride,
+    #: min_valid, max_cloud), so that the same windows can be mapped again, and the weights' sha256 when the
+    #: model has a checkpoint file, so that the embeddings kept in its footprints are used only with them
+    made_with: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> np.ndarray:
@@ -68,6 +70,9 @@ def map_scene(
     filters = kwargs.get("windows") or WindowOptions()
     settings = {"window_size": grid.size, "stride": grid.stride, "min_valid": filters.min_valid}
     settings["max_cloud"] = filters.max_cloud
+    weights = checkpoint_sha256(model.checkpoint)
+    if weights:
+        settings["weights_sha256"] = weights
     shaped = probabilities.reshape(len(names), grid.rows, grid.cols)
     return SceneMap(
         names, shaped, grid.map_transform(scene), scene.crs, windows, {k: str(v) for k, v in settings.items()}
@@ -112,7 +117,7 @@ def write_map(scene_map: SceneMap, path: str) -> None:
             for i, name in enumerate([*scene_map.classes, "label"], start=1):
                 dst.set_band_description(i, name)
             dst.update_tags(
-                classes="|".join(scene_map.classes), label_band=str(classes + 1), **scene_map.window_settings
+                classes="|".join(scene_map.classes), label_band=str(classes + 1), **scene_map.made_with
             )
 
     atomic_write(path, write)
