@@ -148,22 +148,29 @@ def classify(
     """
     names, score = class_scorer(model, classes, template_set, use_cache, head)
     skipped: list[tuple[str, str]] = []
-    frames = []
     parts: Iterable[Batch] = embed_batches(model, inputs, skipped=skipped, **kwargs)
     if transductive:
         parts, score = _joined(list(parts)), transductive_scorer(score)
-    for batch in parts:
-        probabilities = score(batch.embeddings)
-        frame = pd.DataFrame(probabilities.numpy(), columns=names)
-        frame.insert(0, "label", [names[i] for i in probabilities.argmax(dim=-1).tolist()])
-        frame.insert(0, "image", batch.paths)
-        frame["filled_fraction"] = batch.filled
-        frame["boa_offset"] = [d.offset for d in batch.offsets]
-        frame["boa_offset_source"] = [d.source for d in batch.offsets]
-        frames.append(frame)
+    frames = [class_frame(batch, names, score(batch.embeddings)) for batch in parts]
+    return Result(class_table(frames, names), skipped)
+
+
+def class_frame(batch: Batch, names: list[str], probabilities: torch.Tensor) -> pd.DataFrame:
+    """One batch's rows of the :func:`classify` table, from its class probabilities."""
+    frame = pd.DataFrame(probabilities.numpy(), columns=names)
+    frame.insert(0, "label", [names[i] for i in probabilities.argmax(dim=-1).tolist()])
+    frame.insert(0, "image", batch.paths)
+    frame["filled_fraction"] = batch.filled
+    frame["boa_offset"] = [d.offset for d in batch.offsets]
+    frame["boa_offset_source"] = [d.source for d in batch.offsets]
+    return frame
+
+
+def class_table(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """The :func:`classify` table of batches' frames (:func:`class_frame`), its columns in order."""
     columns = ["image", "label", *names, "filled_fraction", *OFFSET_COLUMNS]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    return Result(table[columns], skipped)
+    return table[columns]
 
 
 def class_scorer(model: MSClipModel, classes, template_set, use_cache: bool, head=None):

@@ -37,7 +37,7 @@ from msclip.errors import MSClipError
 from msclip.io import read
 from msclip.models import MSClipModel
 from msclip.text import TEMPLATE_SETS, checked_names
-from msclip.zeroshot import class_scorer, embed, embed_batches
+from msclip.zeroshot import class_frame, class_scorer, class_table, embed, embed_batches
 
 log = logging.getLogger(__name__)
 
@@ -178,36 +178,19 @@ def create_app(
         errors += [
             {"image": shown[path][0].name, "message": for_page(m, shown[path][0])} for path, m in skipped
         ]
-        classified = [
-            (shown[path][0].name, vector, p.numpy(), filled, offset, shown[path][1])
-            for batch in batches
-            for path, vector, p, filled, offset in zip(
-                batch.paths,
-                batch.embeddings,
-                score(batch.embeddings),
-                batch.filled,
-                batch.offsets,
-                strict=True,
-            )
-        ]
-        table = pd.DataFrame(
-            [
-                {"image": name, "label": names[p.argmax()], **dict(zip(names, p.tolist(), strict=True)),
-                 "filled_fraction": filled, "boa_offset": offset.offset, "boa_offset_source": offset.source}
-                for name, _, p, filled, offset, _ in classified
-            ],
-            columns=["image", "label", *names, "filled_fraction", "boa_offset", "boa_offset_source"],
-        )  # fmt: skip
+        table = class_table([class_frame(b, names, score(b.embeddings)) for b in batches], names)
+        paths, vectors = list(table["image"]), [v for b in batches for v in b.embeddings]
+        table["image"] = [shown[path][0].name for path in paths]
         rows = [
             {
-                "image": name,
-                "label": names[p.argmax()],
-                "probabilities": p.tolist(),
-                "filled_fraction": float(filled),
-                "sample": None if labels is None else labels.add(name, vector),
-                **pictures,
+                "image": row["image"],
+                "label": row["label"],
+                "probabilities": [float(row[n]) for n in names],
+                "filled_fraction": float(row["filled_fraction"]),
+                "sample": None if labels is None else labels.add(row["image"], vector),
+                **shown[path][1],
             }
-            for name, vector, p, filled, _, pictures in classified
+            for path, (_, row), vector in zip(paths, table.iterrows(), vectors, strict=True)
         ]
         return {"classes": names, "results": rows, "errors": errors, "csv": _keep(results, table)}
 
