@@ -27,7 +27,7 @@ class SceneMap:
     probabilities: np.ndarray
     transform: Affine
     crs: str
-    windows: gpd.GeoDataFrame  # footprints with status, label, one column per class
+    windows: gpd.GeoDataFrame  # footprints with status, label, one column per class, embedding
     #: how the map was made, written as COG tags: how the windows were cut and kept (window_size, stride,
     #: min_valid, max_cloud), so that the same windows can be mapped again, and the weights' sha256 when the
     #: model has a checkpoint file, so that the embeddings kept in its footprints are used only with them
